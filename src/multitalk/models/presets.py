@@ -1,0 +1,58 @@
+"""Named model shapes. ``wan2.1-i2v-14b-480p`` is the official MultiTalk model (DESIGN §2)."""
+
+PRESETS: dict[str, dict] = {
+    # The official shape: Wan2.1-I2V-14B-480P + MultiTalk audio layers.
+    "wan2.1-i2v-14b-480p": dict(
+        num_attention_heads=40,
+        attention_head_dim=128,
+        in_channels=36,
+        out_channels=16,
+        text_dim=4096,
+        freq_dim=256,
+        ffn_dim=13824,
+        num_layers=40,
+        image_dim=1280,
+        added_kv_proj_dim=5120,
+        audio_layers=12,
+        audio_channels=768,
+        audio_intermediate_dim=512,
+        audio_output_dim=768,
+        audio_context_tokens=32,
+    ),
+    # A few-thousand-parameter model for tests: every code path, in milliseconds.
+    "tiny": dict(
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=36,
+        out_channels=16,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=2,
+        image_dim=None,
+        added_kv_proj_dim=None,
+        audio_layers=2,
+        audio_channels=8,
+        audio_intermediate_dim=16,
+        audio_output_dim=16,
+        audio_context_tokens=4,
+    ),
+    # ~15M parameters: the scale of a laptop demo model; also used by benchmarks/step_time.py.
+    "small": dict(
+        num_attention_heads=8,
+        attention_head_dim=32,
+        in_channels=36,
+        out_channels=16,
+        text_dim=384,
+        freq_dim=64,
+        ffn_dim=1024,
+        num_layers=8,
+        image_dim=None,
+        added_kv_proj_dim=None,
+        audio_layers=4,
+        audio_channels=80,
+        audio_intermediate_dim=256,
+        audio_output_dim=256,
+        audio_context_tokens=8,
+    ),
+}

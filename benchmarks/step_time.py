@@ -1,0 +1,83 @@
+"""Per-step transformer forward time on this machine's CPU, and where it goes.
+
+One "step" is one forward pass of the transformer (a guidance pass). Shares are measured by
+difference, with no instrumentation inside the model:
+  reference map + labels = t(lrope) - t(concat)   (concat = same audio attention, no L-RoPE)
+  audio attention + adapter = t(concat) - t(no audio)
+
+    python benchmarks/step_time.py [--repeats 5] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from multitalk.models import MultiTalkTransformer3DModel
+
+LATENT_FRAMES, LATENT_H, LATENT_W, PEOPLE = 9, 16, 16, 2
+
+
+def make_inputs(model):
+    cfg = model.config
+    g = torch.Generator().manual_seed(0)
+    masks = torch.zeros(PEOPLE + 1, LATENT_H, LATENT_W)
+    masks[0, 2:14, 1:7] = 1
+    masks[1, 2:14, 9:15] = 1
+    masks[2] = 1 - masks[:2].amax(0)
+    return dict(
+        hidden_states=torch.randn(1, cfg.in_channels, LATENT_FRAMES, LATENT_H, LATENT_W, generator=g),
+        timestep=torch.tensor([500.0]),
+        encoder_hidden_states=torch.randn(1, 20, cfg.text_dim, generator=g),
+        audio=torch.randn(1, PEOPLE, 4 * (LATENT_FRAMES - 1) + 1, cfg.audio_window, cfg.audio_layers,
+                          cfg.audio_channels, generator=g),
+        reference_masks=masks,
+    )
+
+
+def time_forward(model, inputs, repeats, **overrides):
+    args = {**inputs, **overrides}
+    with torch.inference_mode():
+        model(**args)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(**args)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    print(f"# step_time: {PEOPLE} people, {LATENT_FRAMES} latent frames, {LATENT_H}x{LATENT_W} latents "
+          f"({LATENT_FRAMES * LATENT_H * LATENT_W // 4} video tokens), float32, CPU "
+          f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}")
+    print()
+    print("| preset | params | s/step (lrope) | ref map + labels | audio attn + adapter | concat s/step | no-audio s/step |")
+    print("|---|---|---|---|---|---|---|")
+    for preset in ("tiny", "small"):
+        torch.manual_seed(0)
+        model = MultiTalkTransformer3DModel.from_preset(preset).eval()
+        params = sum(p.numel() for p in model.parameters())
+        inputs = make_inputs(model)
+        t_lrope = time_forward(model, inputs, args.repeats)
+        t_concat = time_forward(model, inputs, args.repeats, binding="concat")
+        t_plain = time_forward(model, inputs, args.repeats, audio=None)
+        ref_share = max(t_lrope - t_concat, 0.0) / t_lrope
+        audio_share = max(t_concat - t_plain, 0.0) / t_lrope
+        print(f"| {preset} | {params / 1e6:.2f}M | {t_lrope:.4f} | {ref_share:.0%} | {audio_share:.0%} "
+              f"| {t_concat:.4f} | {t_plain:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -177,3 +177,30 @@ def test_our_save_pretrained_round_trip(tmp_path):
         a = model(x[None], torch.tensor([10.0]), text[None], audio=audio[None], reference_masks=masks).sample
         b = loaded(x[None], torch.tensor([10.0]), text[None], audio=audio[None], reference_masks=masks).sample
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_our_folder_with_a_missing_key_fails_loudly(tmp_path):
+    model = MultiTalkTransformer3DModel.from_preset("tiny")
+    model.save_pretrained(tmp_path / "ours")
+    weights = tmp_path / "ours" / "diffusion_pytorch_model.safetensors"
+    state = {k: v for k, v in model.state_dict().items() if k != "audio_proj.proj2.bias"}
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match=r"missing 1 keys: audio_proj\.proj2\.bias"):
+        load_transformer(tmp_path / "ours")
+
+
+def test_bfloat16_load_keeps_fp32_modules(tmp_path):
+    ref = ReferenceMultiTalk.randomize(ReferenceMultiTalk()).eval()
+    write_official_layout(ref, tmp_path / "ckpt")
+    model = load_transformer(tmp_path / "ckpt", config={**OFFICIAL_CONFIG, **AUDIO_SHAPE}, torch_dtype=torch.bfloat16)
+    assert model.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    assert model.blocks[0].audio_cross_attn.kv_linear.weight.dtype == torch.bfloat16
+    assert model.blocks[0].norm_x.weight.dtype == torch.float32
+    assert model.blocks[0].scale_shift_table.dtype == torch.float32
+    x, text, audio, _, masks = make_inputs(2)
+    with torch.no_grad():
+        out = model(x[None].bfloat16(), torch.tensor([500.0]), text[None].bfloat16(), audio=audio[None].bfloat16(),
+                    reference_masks=masks).sample[0]
+        expected = ref(x, torch.tensor([500.0]), text, audio, masks=masks)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - expected).abs().max() < 0.02 * expected.abs().max()

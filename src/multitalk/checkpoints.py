@@ -80,10 +80,14 @@ def load_transformer(
         return _load_with_audio(path / "transformer", [path], config, torch_dtype)
     folder_config = _read_json(root / "config.json")
     if path.is_dir() and folder_config.get("_class_name") == OUR_CLASS:
+        # Our own save_pretrained folder: same strict key check as every other layout.
         if config:
             raise CheckpointError(f"{path} is a multitalk folder with its own config.json; do not pass config")
-        model = MultiTalkTransformer3DModel.from_pretrained(path, torch_dtype=torch_dtype)
-        return model
+        settings = {k: v for k, v in folder_config.items() if not k.startswith("_")}
+        state = {}
+        for file in _weight_files(path):
+            state.update(load_file(str(file)))
+        return build_and_load(translate_config(settings), state, torch_dtype)
     return _load_with_audio(path, [root.parent] if root.name == "transformer" else [], config, torch_dtype)
 
 
@@ -125,9 +129,24 @@ def build_and_load(settings: dict[str, Any], state: dict[str, torch.Tensor], tor
         model = MultiTalkTransformer3DModel(**settings)
     check_keys(model.state_dict(), state, "checkpoint does not match the model config")
     if torch_dtype is not None:
-        state = {k: v.to(torch_dtype) for k, v in state.items()}
+        state = cast_state(state, torch_dtype, model._keep_in_fp32_modules)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype, keep_fp32: list[str] | None = None):
+    """Cast floating tensors to ``dtype``, leaving the modules diffusers keeps in float32
+    (norms, time embedder, modulation tables) in float32, as ``from_pretrained`` would."""
+    keep = set(keep_fp32 or [])
+    out = {}
+    for key, value in state.items():
+        if not value.is_floating_point():
+            out[key] = value
+        elif keep & set(key.split(".")):
+            out[key] = value.float()
+        else:
+            out[key] = value.to(dtype)
+    return out
 
 
 def check_keys(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
@@ -306,6 +325,6 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype
         vae = AutoencoderKLWan(**(config or {}))
     check_keys(vae.state_dict(), state, f"{path} does not match the VAE config")
     if torch_dtype is not None:
-        state = {k: v.to(torch_dtype) for k, v in state.items()}
+        state = cast_state(state, torch_dtype, vae._keep_in_fp32_modules)
     vae.load_state_dict(state, strict=True, assign=True)
     return vae.eval()

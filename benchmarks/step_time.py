@@ -33,8 +33,9 @@ def make_inputs(model):
         hidden_states=torch.randn(1, cfg.in_channels, LATENT_FRAMES, LATENT_H, LATENT_W, generator=g),
         timestep=torch.tensor([500.0]),
         encoder_hidden_states=torch.randn(1, 20, cfg.text_dim, generator=g),
-        audio=torch.randn(1, PEOPLE, 4 * (LATENT_FRAMES - 1) + 1, cfg.audio_window, cfg.audio_layers,
-                          cfg.audio_channels, generator=g),
+        audio=torch.randn(
+            1, PEOPLE, 4 * (LATENT_FRAMES - 1) + 1, cfg.audio_window, cfg.audio_layers, cfg.audio_channels, generator=g
+        ),
         reference_masks=masks,
     )
 
@@ -59,11 +60,22 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"# step_time: {PEOPLE} people, {LATENT_FRAMES} latent frames, {LATENT_H}x{LATENT_W} latents "
-          f"({LATENT_FRAMES * LATENT_H * LATENT_W // 4} video tokens), float32, CPU "
-          f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(
+        f"# step_time: {PEOPLE} people, {LATENT_FRAMES} latent frames, {LATENT_H}x{LATENT_W} latents "
+        f"({LATENT_FRAMES * LATENT_H * LATENT_W // 4} video tokens), float32, CPU "
+        f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
+    )
     print()
-    print("| preset | params | s/step (lrope) | ref map + labels | audio attn + adapter | concat s/step | no-audio s/step |")
+    columns = [
+        "preset",
+        "params",
+        "s/step (lrope)",
+        "ref map + labels",
+        "audio attn + adapter",
+        "concat s/step",
+        "no-audio s/step",
+    ]
+    print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|")
     for preset in ("tiny", "small"):
         torch.manual_seed(0)
@@ -75,8 +87,10 @@ def main():
         t_plain = time_forward(model, inputs, args.repeats, audio=None)
         ref_share = max(t_lrope - t_concat, 0.0) / t_lrope
         audio_share = max(t_concat - t_plain, 0.0) / t_lrope
-        print(f"| {preset} | {params / 1e6:.2f}M | {t_lrope:.4f} | {ref_share:.0%} | {audio_share:.0%} "
-              f"| {t_concat:.4f} | {t_plain:.4f} |")
+        print(
+            f"| {preset} | {params / 1e6:.2f}M | {t_lrope:.4f} | {ref_share:.0%} | {audio_share:.0%} "
+            f"| {t_concat:.4f} | {t_plain:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -223,9 +223,28 @@ class AudioProj(nn.Module):
 
 
 class ReferenceMultiTalk(nn.Module):
-    def __init__(self, dim=24, ffn=32, heads=2, layers=2, in_dim=36, out_dim=16, text_dim=16, freq_dim=16,
-                 text_len=512, clip_dim=None, image_tokens=257, audio_layers=2, audio_channels=8, inter=16,
-                 audio_out=16, context_tokens=4, window=5, vae_scale=4, eps=1e-6):
+    def __init__(
+        self,
+        dim=24,
+        ffn=32,
+        heads=2,
+        layers=2,
+        in_dim=36,
+        out_dim=16,
+        text_dim=16,
+        freq_dim=16,
+        text_len=512,
+        clip_dim=None,
+        image_tokens=257,
+        audio_layers=2,
+        audio_channels=8,
+        inter=16,
+        audio_out=16,
+        context_tokens=4,
+        window=5,
+        vae_scale=4,
+        eps=1e-6,
+    ):
         super().__init__()
         self.dim, self.freq_dim, self.text_len, self.window, self.vae_scale = dim, freq_dim, text_len, window, vae_scale
         self.out_dim = out_dim
@@ -242,7 +261,10 @@ class ReferenceMultiTalk(nn.Module):
         if clip_dim:
             self.img_emb = nn.Module()
             self.img_emb.proj = nn.Sequential(
-                nn.LayerNorm(clip_dim), nn.Linear(clip_dim, clip_dim), nn.GELU(), nn.Linear(clip_dim, dim),
+                nn.LayerNorm(clip_dim),
+                nn.Linear(clip_dim, clip_dim),
+                nn.GELU(),
+                nn.Linear(clip_dim, dim),
                 nn.LayerNorm(dim),
             )
         self.audio_proj = AudioProj(window, vae_scale, audio_layers, audio_channels, inter, audio_out, context_tokens)
@@ -260,7 +282,9 @@ class ReferenceMultiTalk(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         e = self.time_embedding(sinusoidal(self.freq_dim, t).float())
         e0 = self.time_projection(e).unflatten(1, (6, self.dim))
-        context = self.text_embedding(torch.cat([context, context.new_zeros(self.text_len - context.size(0), context.size(1))])[None])
+        context = self.text_embedding(
+            torch.cat([context, context.new_zeros(self.text_len - context.size(0), context.size(1))])[None]
+        )
         if clip_fea is not None:
             context = torch.cat([self.img_emb.proj(clip_fea), context], dim=1)
 
@@ -268,8 +292,11 @@ class ReferenceMultiTalk(nn.Module):
         later = audio[:, 1:].unflatten(1, (-1, self.vae_scale))
         mid = self.window // 2
         later = torch.cat(
-            [later[:, :, :1, : mid + 1].flatten(2, 3), later[:, :, 1:-1, mid : mid + 1].flatten(2, 3),
-             later[:, :, -1:, mid:].flatten(2, 3)],
+            [
+                later[:, :, :1, : mid + 1].flatten(2, 3),
+                later[:, :, 1:-1, mid : mid + 1].flatten(2, 3),
+                later[:, :, -1:, mid:].flatten(2, 3),
+            ],
             dim=2,
         )
         emb = self.audio_proj(first, later)  # P, T, N, C

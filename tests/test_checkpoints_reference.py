@@ -9,7 +9,6 @@ from safetensors.torch import save_file
 from multitalk.checkpoints import is_audio_key, load_transformer
 from multitalk.errors import CheckpointError
 from multitalk.models import MultiTalkTransformer3DModel
-
 from reference_multitalk import ReferenceMultiTalk
 
 # The reference's shape in the official config's own field names (+ our audio widths, which
@@ -86,8 +85,9 @@ def test_official_layout_loads_and_matches_reference(tmp_path, people, clip_dim)
     t = torch.tensor([731.0])
     with torch.no_grad():
         expected = ref(x, t, text, audio, clip_fea=clip, masks=masks)
-        got = model(x[None], t, text[None], audio=audio[None], encoder_hidden_states_image=clip,
-                    reference_masks=masks).sample[0]
+        got = model(
+            x[None], t, text[None], audio=audio[None], encoder_hidden_states_image=clip, reference_masks=masks
+        ).sample[0]
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=5e-5)
 
@@ -158,8 +158,10 @@ def test_diffusers_layout_plus_multitalk_file(tmp_path):
     state = ours.state_dict()
     base_folder = tmp_path / "pipe" / "transformer"
     base_folder.mkdir(parents=True)
-    save_file({k: v for k, v in state.items() if not is_audio_key(k)},
-              str(base_folder / "diffusion_pytorch_model.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if not is_audio_key(k)},
+        str(base_folder / "diffusion_pytorch_model.safetensors"),
+    )
     save_file({k: v for k, v in state.items() if is_audio_key(k)}, str(tmp_path / "pipe" / "multitalk.safetensors"))
     loaded = load_transformer(tmp_path / "pipe", config={"num_heads": 2, "dim": 24, **AUDIO_SHAPE})
     for key, value in loaded.state_dict().items():
@@ -199,8 +201,13 @@ def test_bfloat16_load_keeps_fp32_modules(tmp_path):
     assert model.blocks[0].scale_shift_table.dtype == torch.float32
     x, text, audio, _, masks = make_inputs(2)
     with torch.no_grad():
-        out = model(x[None].bfloat16(), torch.tensor([500.0]), text[None].bfloat16(), audio=audio[None].bfloat16(),
-                    reference_masks=masks).sample[0]
+        out = model(
+            x[None].bfloat16(),
+            torch.tensor([500.0]),
+            text[None].bfloat16(),
+            audio=audio[None].bfloat16(),
+            reference_masks=masks,
+        ).sample[0]
         expected = ref(x, torch.tensor([500.0]), text, audio, masks=masks)
     assert out.dtype == torch.bfloat16
     assert (out.float() - expected).abs().max() < 0.02 * expected.abs().max()

@@ -19,9 +19,15 @@ def wav2vec2():
 
     torch.manual_seed(0)
     config = Wav2Vec2Config(
-        hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
-        conv_dim=(8, 8, 8, 8, 8, 8, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        feat_extract_norm="group", do_stable_layer_norm=False,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8, 8, 8, 8, 8, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
     )
     return Wav2Vec2AudioEncoder(Wav2Vec2Model(config), Wav2Vec2FeatureExtractor(do_normalize=True))
 
@@ -88,8 +94,9 @@ def test_clip_image_encoder_penultimate_layer():
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(0)
-    config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=32, patch_size=8)
+    config = CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     encoder = CLIPImageEncoder(CLIPVisionModel(config), processor)
     image = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)

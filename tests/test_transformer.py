@@ -132,7 +132,9 @@ def test_audio_attention_is_per_latent_frame():
     x = torch.randn(1, frames * tokens, 16)
     audio = torch.randn(1, frames, 2 * 4, 6)
     labels = torch.rand(1, frames * tokens) * 24
-    kwargs = dict(num_people=2, binding="lrope", token_labels=labels, audio_token_labels=audio_labels(2, 4, LabelLayout()))
+    kwargs = dict(
+        num_people=2, binding="lrope", token_labels=labels, audio_token_labels=audio_labels(2, 4, LabelLayout())
+    )
     base = attn(x, audio, **kwargs)
     changed = audio.clone()
     changed[:, 1] = torch.randn(2 * 4, 6)

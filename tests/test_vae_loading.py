@@ -9,14 +9,19 @@ from diffusers import AutoencoderKLWan
 from multitalk.checkpoints import load_vae
 from multitalk.errors import CheckpointError
 
-RESNET = {"norm1.gamma": "residual.0.gamma", "conv1": "residual.2", "norm2.gamma": "residual.3.gamma",
-          "conv2": "residual.6", "conv_shortcut": "shortcut"}
+RESNET = {
+    "norm1.gamma": "residual.0.gamma",
+    "conv1": "residual.2",
+    "norm2.gamma": "residual.3.gamma",
+    "conv2": "residual.6",
+    "conv_shortcut": "shortcut",
+}
 
 
 def _resnet(rest: str) -> str:
     for new, old in RESNET.items():
         if rest.startswith(new):
-            return old + rest[len(new):]
+            return old + rest[len(new) :]
     return rest
 
 
@@ -24,13 +29,19 @@ def to_original_key(key: str) -> str:
     """diffusers AutoencoderKLWan key -> the original Wan VAE key (its module tree: conv1,
     downsamples.N.residual.{0,2,3,6}, middle.{0,1,2}, head.{0,2}, upsamples.N with three
     resnets and a resample per stage)."""
-    simple = {"quant_conv": "conv1", "post_quant_conv": "conv2", "encoder.conv_in": "encoder.conv1",
-              "decoder.conv_in": "decoder.conv1", "encoder.norm_out": "encoder.head.0",
-              "encoder.conv_out": "encoder.head.2", "decoder.norm_out": "decoder.head.0",
-              "decoder.conv_out": "decoder.head.2"}
+    simple = {
+        "quant_conv": "conv1",
+        "post_quant_conv": "conv2",
+        "encoder.conv_in": "encoder.conv1",
+        "decoder.conv_in": "decoder.conv1",
+        "encoder.norm_out": "encoder.head.0",
+        "encoder.conv_out": "encoder.head.2",
+        "decoder.norm_out": "decoder.head.0",
+        "decoder.conv_out": "decoder.head.2",
+    }
     for new, old in simple.items():
         if key.startswith(new + "."):
-            return old + key[len(new):]
+            return old + key[len(new) :]
     if m := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)", key):
         return f"{m[1]}.middle.{2 * int(m[2])}.{_resnet(m[3])}"
     if m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)", key):

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .errors import MultiTalkError, MultiTalkInputError, CheckpointError  # noqa: E402
+from .errors import CheckpointError, MultiTalkError, MultiTalkInputError  # noqa: E402
 
 __all__ = ["MultiTalkError", "MultiTalkInputError", "CheckpointError", "__version__"]

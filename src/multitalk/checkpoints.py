@@ -105,9 +105,7 @@ def _load_with_audio(path: Path, extra_audio_dirs: list[Path], config, torch_dty
     audio = {k: v for k, v in state.items() if is_audio_key(k)}
     base = {k: v for k, v in state.items() if not is_audio_key(k)}
     if not audio:
-        raise CheckpointError(
-            f"no MultiTalk audio weights under {root}; put {AUDIO_WEIGHTS} next to the Wan weights"
-        )
+        raise CheckpointError(f"no MultiTalk audio weights under {root}; put {AUDIO_WEIGHTS} next to the Wan weights")
     if "blocks.0.self_attn.q.weight" in base or any(k.startswith("model.diffusion_model.") for k in base):
         base = convert_wan_transformer_to_diffusers(base)
     elif "blocks.0.attn1.to_q.weight" not in base:

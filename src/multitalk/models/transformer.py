@@ -363,7 +363,9 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
                     f"got {tuple(audio.shape)}"
                 )
             audio_tokens = self.embed_audio(audio.to(hidden_states.dtype))
-            audio_context = self._audio_context(audio.shape[1], binding, reference_masks, grid[1:], hidden_states.device)
+            audio_context = self._audio_context(
+                audio.shape[1], binding, reference_masks, grid[1:], hidden_states.device
+            )
 
         rotary_emb = self.rope(hidden_states)
         hidden_states = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()  # B, T*h*w, dim

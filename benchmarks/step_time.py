@@ -40,16 +40,18 @@ def make_inputs(model):
     )
 
 
-def time_forward(model, inputs, repeats, **overrides):
-    args = {**inputs, **overrides}
+def time_variants(model, inputs, repeats, variants: dict[str, dict]) -> dict[str, float]:
+    """Median forward time of each variant, run interleaved so machine drift hits all alike."""
+    times = {name: [] for name in variants}
     with torch.inference_mode():
-        model(**args)  # warm-up
-        times = []
+        for overrides in variants.values():
+            model(**{**inputs, **overrides})  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
-            model(**args)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            for name, overrides in variants.items():
+                start = time.perf_counter()
+                model(**{**inputs, **overrides})
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main():
@@ -82,9 +84,9 @@ def main():
         model = MultiTalkTransformer3DModel.from_preset(preset).eval()
         params = sum(p.numel() for p in model.parameters())
         inputs = make_inputs(model)
-        t_lrope = time_forward(model, inputs, args.repeats)
-        t_concat = time_forward(model, inputs, args.repeats, binding="concat")
-        t_plain = time_forward(model, inputs, args.repeats, audio=None)
+        variants = {"lrope": {}, "concat": {"binding": "concat"}, "plain": {"audio": None}}
+        medians = time_variants(model, inputs, args.repeats, variants)
+        t_lrope, t_concat, t_plain = medians["lrope"], medians["concat"], medians["plain"]
         ref_share = max(t_lrope - t_concat, 0.0) / t_lrope
         audio_share = max(t_concat - t_plain, 0.0) / t_lrope
         print(

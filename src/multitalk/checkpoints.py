@@ -84,10 +84,7 @@ def load_transformer(
         if config:
             raise CheckpointError(f"{path} is a multitalk folder with its own config.json; do not pass config")
         settings = {k: v for k, v in folder_config.items() if not k.startswith("_")}
-        state = {}
-        for file in _weight_files(path):
-            state.update(load_file(str(file)))
-        return build_and_load(translate_config(settings), state, torch_dtype)
+        return build_and_load(translate_config(settings), _read_weights(_weight_files(path)), torch_dtype)
     return _load_with_audio(path, [root.parent] if root.name == "transformer" else [], config, torch_dtype)
 
 
@@ -98,10 +95,7 @@ def _load_with_audio(path: Path, extra_audio_dirs: list[Path], config, torch_dty
         candidate = folder / AUDIO_WEIGHTS
         if candidate.exists() and candidate not in files:
             files.append(candidate)
-    state = {}
-    for file in files:
-        state.update(load_file(str(file)))
-
+    state = _read_weights(files)
     audio = {k: v for k, v in state.items() if is_audio_key(k)}
     base = {k: v for k, v in state.items() if not is_audio_key(k)}
     if not audio:
@@ -263,6 +257,13 @@ def _weight_files(path: Path) -> list[Path]:
     if not files:
         raise CheckpointError(f"no .safetensors weights in {path}; is this a model folder?")
     return files
+
+
+def _read_weights(files: list[Path]) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    return state
 
 
 def _files_from_index(index: Path) -> list[Path]:

@@ -11,13 +11,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from multitalk.checkpoints import load_transformer  # noqa: E402
 from reference_multitalk import ReferenceMultiTalk  # noqa: E402
-from test_checkpoints_reference import AUDIO_SHAPE, OFFICIAL_CONFIG, make_inputs, write_official_layout  # noqa: E402
+from test_checkpoints_reference import AUDIO_SHAPE, OFFICIAL_CONFIG, run_both, write_official_layout  # noqa: E402
 
 
 def main():
@@ -28,13 +26,7 @@ def main():
             ref = ReferenceMultiTalk.randomize(ReferenceMultiTalk(clip_dim=clip_dim)).eval()
             write_official_layout(ref, Path(folder) / "ckpt")
             model = load_transformer(Path(folder) / "ckpt", config={**OFFICIAL_CONFIG, **AUDIO_SHAPE})
-        x, text, audio, clip, masks = make_inputs(people, clip_dim)
-        t = torch.tensor([731.0])
-        with torch.no_grad():
-            expected = ref(x, t, text, audio, clip_fea=clip, masks=masks)
-            got = model(
-                x[None], t, text[None], audio=audio[None], encoder_hidden_states_image=clip, reference_masks=masks
-            ).sample[0]
+        expected, got = run_both(ref, model, people, clip_dim)
         diff = (got - expected).abs().max().item()
         print(f"| {people} | {'yes' if clip_dim else 'no'} | {diff:.1e} | {expected.abs().max().item():.2f} |")
 

@@ -71,6 +71,18 @@ def make_inputs(people, clip_dim=None, seed=1):
     return x, text, audio, clip, masks
 
 
+def run_both(ref, model, people, clip_dim=None):
+    """The reference's and our model's outputs on the same inputs (shared with benchmarks/reference_match.py)."""
+    x, text, audio, clip, masks = make_inputs(people, clip_dim)
+    t = torch.tensor([731.0])
+    with torch.no_grad():
+        expected = ref(x, t, text, audio, clip_fea=clip, masks=masks)
+        got = model(
+            x[None], t, text[None], audio=audio[None], encoder_hidden_states_image=clip, reference_masks=masks
+        ).sample[0]
+    return expected, got
+
+
 @pytest.mark.parametrize("people,clip_dim", [(1, None), (2, None), (2, 12)])
 def test_official_layout_loads_and_matches_reference(tmp_path, people, clip_dim):
     torch.manual_seed(0)
@@ -81,13 +93,7 @@ def test_official_layout_loads_and_matches_reference(tmp_path, people, clip_dim)
     model = load_transformer(tmp_path / "ckpt", config=AUDIO_SHAPE)
     assert model.config.image_dim == clip_dim
 
-    x, text, audio, clip, masks = make_inputs(people, clip_dim)
-    t = torch.tensor([731.0])
-    with torch.no_grad():
-        expected = ref(x, t, text, audio, clip_fea=clip, masks=masks)
-        got = model(
-            x[None], t, text[None], audio=audio[None], encoder_hidden_states_image=clip, reference_masks=masks
-        ).sample[0]
+    expected, got = run_both(ref, model, people, clip_dim)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=5e-5)
 

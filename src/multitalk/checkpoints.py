@@ -28,7 +28,7 @@ from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffu
 from safetensors.torch import load_file
 
 from .errors import CheckpointError
-from .models.transformer import MultiTalkTransformer3DModel
+from .models.transformer import MultiTalkTransformer3DModel, is_audio_key
 
 AUDIO_WEIGHTS = "multitalk.safetensors"
 OUR_CLASS = "MultiTalkTransformer3DModel"
@@ -56,10 +56,6 @@ OFFICIAL_FIELDS = {
 }
 # Official fields that carry no information for us (or are handled specially).
 OFFICIAL_IGNORED = {"model_type", "window_size", "weight_init", "_class_name", "_diffusers_version", "_name_or_path"}
-
-
-def is_audio_key(key: str) -> bool:
-    return key.startswith("audio_proj.") or ".norm_x." in key or ".audio_cross_attn." in key
 
 
 def load_transformer(
@@ -205,9 +201,10 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
         proj1 = state["audio_proj.proj1.weight"].shape[1]
         proj1_vf = state["audio_proj.proj1_vf.weight"].shape[1]
         audio_output_dim = state["blocks.0.audio_cross_attn.kv_linear.weight"].shape[1]
+        heads = max(dim // 128, 1)  # every released Wan model has 128-wide heads
         settings = dict(
-            num_attention_heads=max(dim // 128, 1),
-            attention_head_dim=dim // max(dim // 128, 1),
+            num_attention_heads=heads,
+            attention_head_dim=dim // heads,
             in_channels=in_channels,
             out_channels=state["proj_out.weight"].shape[0] // int(torch.tensor(patch_size).prod()),
             patch_size=patch_size,

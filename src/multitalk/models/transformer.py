@@ -39,6 +39,11 @@ from .lrope import LabelLayout, assign_labels, audio_labels, masks_to_tokens, re
 from .presets import PRESETS
 
 
+def is_audio_key(key: str) -> bool:
+    """Whether a parameter belongs to MultiTalk's audio layers (the ``multitalk.safetensors`` part)."""
+    return key.startswith("audio_proj.") or ".norm_x." in key or ".audio_cross_attn." in key
+
+
 class MultiTalkSelfAttnProcessor(WanAttnProcessor):
     """Wan self-attention that can also return the reference-frame attention map.
 
@@ -398,5 +403,5 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
     def trainable_audio_parameters(self):
         """The parameters MultiTalk trains: audio adapter, ``norm_x`` and audio cross-attention."""
         for name, param in self.named_parameters():
-            if name.startswith("audio_proj.") or ".norm_x." in name or ".audio_cross_attn." in name:
+            if is_audio_key(name):
                 yield name, param

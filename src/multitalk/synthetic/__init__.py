@@ -1,5 +1,11 @@
 """The synthetic talking world (DESIGN §5): where the truth is known."""
 
+from .dataset import Sample, load_scene_record, make_sample, write_dataset, write_sample
+from .render import mouth_openings, render
+from .scene import ACTIONS, Scene, random_scene
 from .speech import MODES, Conversation, Voice, conversation, loudness_envelope
 
-__all__ = ["MODES", "Conversation", "Voice", "conversation", "loudness_envelope"]
+__all__ = [
+    "ACTIONS", "MODES", "Conversation", "Sample", "Scene", "Voice", "conversation", "load_scene_record",
+    "loudness_envelope", "make_sample", "mouth_openings", "random_scene", "render", "write_dataset", "write_sample",
+]

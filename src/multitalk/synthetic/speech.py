@@ -5,17 +5,28 @@ harmonics, formant-like colouring, a syllable-rate loudness envelope (4-6 per se
 pauses. Conversations follow the official ``audio_type``: ``add`` (turns — one speaks, the
 others are silent) and ``para`` (everyone may speak at once), plus ``silent`` tracks.
 The per-frame loudness envelope is the ground truth the renderer's mouths follow.
+
+``source="espeak"`` speaks real (nonsense-sentence) speech with ``espeak-ng`` when that
+program is installed (Debian: ``apt install espeak-ng``); the default needs nothing.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+from ..errors import MultiTalkInputError
 
 SAMPLE_RATE = 16000
 FPS = 25
 MODES = ("add", "para", "silent")
+SOURCES = ("tone", "espeak")
+_WORDS = "hello yes no maybe later today garden river window coffee music table morning evening".split()
 
 
 @dataclass(frozen=True)
@@ -55,10 +66,35 @@ def _syllable(voice: Voice, duration: float, rng: np.random.Generator) -> np.nda
     return wave * envelope
 
 
-def speak(voice: Voice, seconds: float, intervals: list[tuple[float, float]], rng: np.random.Generator) -> np.ndarray:
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def _espeak(voice: Voice, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """About ``seconds`` of espeak-ng speech in this voice's pitch, at 16 kHz."""
+    import soundfile
+    from scipy.signal import resample_poly
+
+    words = " ".join(rng.choice(_WORDS, size=max(1, int(seconds * 2.5))))
+    pitch = int(np.clip((voice.pitch - 80) / 200 * 99, 0, 99))  # espeak's 0-99 pitch scale
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-w", str(out), "-p", str(pitch), "-s", "165", words], check=True,
+                       capture_output=True)
+        samples, rate = soundfile.read(out, dtype="float32", always_2d=True)
+    return resample_poly(samples[:, 0], SAMPLE_RATE, rate)[: int(seconds * SAMPLE_RATE)]
+
+
+def speak(voice: Voice, seconds: float, intervals: list[tuple[float, float]], rng: np.random.Generator,
+          source: str = "tone") -> np.ndarray:
     """One track of ``seconds``: syllables with pauses inside each (start, end) talk interval."""
     track = np.zeros(int(seconds * SAMPLE_RATE))
     for start, end in intervals:
+        if source == "espeak":
+            a = int(start * SAMPLE_RATE)
+            utterance = _espeak(voice, end - start, rng)[: track.size - a]
+            track[a : a + utterance.size] += utterance
+            continue
         cursor = start
         while cursor < end:
             duration = float(rng.uniform(0.10, 0.24))
@@ -117,10 +153,15 @@ class Conversation:
         return [loudness_envelope(t) for t in self.tracks]
 
 
-def conversation(num_people: int, seconds: float, mode: str = "add", seed: int = 0) -> Conversation:
+def conversation(num_people: int, seconds: float, mode: str = "add", seed: int = 0, source: str = "tone"
+                 ) -> Conversation:
     """A deterministic conversation: same arguments, same samples."""
     if mode not in MODES:
         raise ValueError(f"unknown conversation mode {mode!r}; choose one of {MODES}")
+    if source not in SOURCES:
+        raise ValueError(f"unknown speech source {source!r}; choose one of {SOURCES}")
+    if source == "espeak" and not espeak_available():
+        raise MultiTalkInputError("espeak-ng is not installed; install it (apt install espeak-ng) or use tone voices")
     if num_people < 1 or seconds <= 0:
         raise ValueError("need at least one person and a positive duration")
     rng = np.random.default_rng(seed)
@@ -131,5 +172,5 @@ def conversation(num_people: int, seconds: float, mode: str = "add", seed: int =
         intervals = turns(num_people, seconds, rng)
     else:
         intervals = overlapping(num_people, seconds, rng)
-    tracks = [speak(v, seconds, own, rng) for v, own in zip(voices, intervals)]
+    tracks = [speak(v, seconds, own, rng, source) for v, own in zip(voices, intervals)]
     return Conversation(mode, voices, intervals, tracks)

@@ -80,7 +80,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                raise MultiTalkInputError(f"no audio track in {path}; give a wav/flac/mp3/ogg or a video with sound")
+                raise MultiTalkInputError(f"no audio in {path}; give a wav/flac/mp3/ogg file or a video with sound")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             chunks = []
             for frame in container.decode(audio=0):

@@ -4,4 +4,21 @@ __version__ = "0.1.0"
 
 from .errors import CheckpointError, MultiTalkError, MultiTalkInputError  # noqa: E402
 
-__all__ = ["MultiTalkError", "MultiTalkInputError", "CheckpointError", "__version__"]
+# Heavy classes load on first use, so `multitalk --help` stays fast. diffusers' pipeline loader
+# also finds saved components here by name (model_index.json says ["multitalk", "<class>"]).
+_LAZY = {
+    "MultiTalkPipeline": "multitalk.pipeline",
+    "MultiTalkTransformer3DModel": "multitalk.models.transformer",
+    "MelAudioEncoder": "multitalk.encoders.audio",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'multitalk' has no attribute {name!r}")
+
+
+__all__ = ["MultiTalkError", "MultiTalkInputError", "CheckpointError", "__version__", *_LAZY]

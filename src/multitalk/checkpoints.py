@@ -324,3 +324,63 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype
         state = cast_state(state, torch_dtype, vae._keep_in_fp32_modules)
     vae.load_state_dict(state, strict=True, assign=True)
     return vae.eval()
+
+
+# ----------------------------------------------------------------------------- whole pipelines
+
+PIPELINE_CLASS = "MultiTalkPipeline"
+ORIGINAL_TEXT_ENCODER = "models_t5_umt5-xxl-enc-bf16.pth"
+
+
+def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, torch_dtype: torch.dtype | None = None):
+    """A ``MultiTalkPipeline`` from (a) our pipeline folder (``model_index.json`` of MultiTalkPipeline),
+    or (b) a diffusers-layout Wan2.1 I2V folder with ``multitalk.safetensors`` copied in, plus a
+    wav2vec2 folder (``audio_encoder``, e.g. chinese-wav2vec2-base).
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from .pipeline import MultiTalkPipeline
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"model folder not found: {path}; pass a multitalk or Wan2.1 folder to --model")
+    index = _read_json(path / "model_index.json")
+    if index.get("_class_name") == PIPELINE_CLASS:
+        return MultiTalkPipeline.from_pretrained(path, torch_dtype=torch_dtype)
+    if index and (path / "transformer").is_dir():
+        if audio_encoder is None:
+            raise CheckpointError(f"{path} is a Wan2.1 base; also pass --audio-encoder DIR (chinese-wav2vec2-base)")
+        from transformers import (
+            AutoModel,
+            AutoTokenizer,
+            CLIPImageProcessor,
+            CLIPVisionModel,
+            UMT5EncoderModel,
+            Wav2Vec2FeatureExtractor,
+            Wav2Vec2Model,
+        )
+
+        audio_encoder = Path(audio_encoder)
+        if not (audio_encoder / "config.json").is_file():
+            raise CheckpointError(f"{audio_encoder} is not a wav2vec2 folder (no config.json)")
+        text_class = UMT5EncoderModel if _read_json(path / "text_encoder" / "config.json").get("model_type") in (
+            "umt5", "t5", "mt5") else AutoModel
+        has_image = (path / "image_encoder").is_dir()
+        return MultiTalkPipeline(
+            vae=load_vae(path, torch_dtype=torch_dtype),
+            transformer=load_transformer(path, torch_dtype=torch_dtype),
+            text_encoder=text_class.from_pretrained(path / "text_encoder", torch_dtype=torch_dtype),
+            tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
+            audio_encoder=Wav2Vec2Model.from_pretrained(audio_encoder),
+            feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),
+            scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0),
+            image_encoder=CLIPVisionModel.from_pretrained(path / "image_encoder", torch_dtype=torch_dtype)
+            if has_image else None,
+            image_processor=CLIPImageProcessor.from_pretrained(path / "image_processor") if has_image else None,
+        )
+    if (path / ORIGINAL_TEXT_ENCODER).is_file():
+        raise CheckpointError(
+            f"{path} is the original Wan layout, whose umT5 and CLIP .pth files multitalk cannot read yet; "
+            "use the Diffusers layout (Wan2.1-I2V-14B-480P-Diffusers) with multitalk.safetensors copied in")
+    raise CheckpointError(f"{path} is not a model folder (no model_index.json); pass a multitalk pipeline folder "
+                          "or a diffusers Wan2.1 I2V folder with multitalk.safetensors")

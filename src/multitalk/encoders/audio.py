@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 
 SAMPLE_RATE = 16000
 
@@ -82,10 +84,15 @@ class Wav2Vec2AudioEncoder:
         return torch.stack(outputs, dim=2)[0].float().cpu()  # frames, layers, channels
 
 
-class MelAudioEncoder:
-    """Log-mel frames, ``layers`` per video frame: a pretrained-free audio feature for small models."""
+class MelAudioEncoder(ModelMixin, ConfigMixin):
+    """Log-mel frames, ``layers`` per video frame: a pretrained-free audio feature for small models.
 
+    A (weightless) diffusers model so a pipeline folder saves and loads it like any component.
+    """
+
+    @register_to_config
     def __init__(self, layers: int = 4, channels: int = 80, fps: float = 25.0, n_fft: int = 400):
+        super().__init__()
         self.layers = layers
         self.channels = channels
         self.fps = fps
@@ -96,7 +103,7 @@ class MelAudioEncoder:
         self.hop = int(self.hop)
         from transformers.audio_utils import mel_filter_bank
 
-        self.filters = mel_filter_bank(
+        filters = mel_filter_bank(
             num_frequency_bins=n_fft // 2 + 1,
             num_mel_filters=channels,
             min_frequency=0.0,
@@ -105,8 +112,10 @@ class MelAudioEncoder:
             norm="slaney",
             mel_scale="slaney",
         )
+        # saved with the component (a weights file is what makes it loadable), checked on load
+        self.register_buffer("mel_filters", torch.from_numpy(filters).float())
 
-    def __call__(self, waveform, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    def forward(self, waveform, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         from transformers.audio_utils import spectrogram, window_function
 
         wave = _as_waveform(waveform, sample_rate)
@@ -119,7 +128,7 @@ class MelAudioEncoder:
             frame_length=self.n_fft,
             hop_length=self.hop,
             power=2.0,
-            mel_filters=self.filters,
+            mel_filters=self.mel_filters.cpu().double().numpy(),
             log_mel="log10",
             mel_floor=1e-6,
         ).T  # mel frames, channels

@@ -24,6 +24,9 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+# diffusers' pipeline loader looks ModelMixin up in the module a saved component comes from
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import (
     WanAttnProcessor,

@@ -1,0 +1,367 @@
+"""MultiTalkPipeline: reference image + one voice per person + prompt -> video frames.
+
+Clip mode makes one clip of ``num_frames``. Streaming mode chains clips: the last
+``motion_frames`` decoded frames of a clip condition the next one (their latents are also
+re-noised to the current noise level and written over the first latent frames before every
+step), and the audio window moves on by ``num_frames − motion_frames`` — DESIGN §1, §2a.
+
+With ``work_dir`` every finished clip is saved with the state needed to go on (conditioning
+frames, audio position, random generator); ``resume=True`` continues from there and gives
+the same video as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from tqdm.auto import tqdm
+
+from .conditioning.audio import combine_voices
+from .conditioning.people import (
+    BUCKETS_480P,
+    nearest_bucket,
+    person_masks,
+    resize_and_center_crop,
+    resize_and_center_crop_masks,
+)
+from .encoders.audio import SAMPLE_RATE, MelAudioEncoder, Wav2Vec2AudioEncoder
+from .encoders.image import CLIPImageEncoder
+from .encoders.text import TextEncoder
+from .errors import MultiTalkInputError
+from .guidance import MomentumBuffer, match_colors, three_pass, three_pass_apg, two_pass
+from .media import atomic_output
+from .models.audio_adapter import frame_windows
+from .models.transformer import MultiTalkTransformer3DModel
+
+MODES = ("clip", "streaming")
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+@dataclass
+class MultiTalkOutput:
+    frames: np.ndarray  # uint8 (F, H, W, 3)
+    audio: np.ndarray  # the mix of everyone's voice, float32 16 kHz, as long as the video
+    fps: int
+
+
+@dataclass
+class _Clip:
+    """What a clip needs besides the model: shared by every clip of one request."""
+
+    text: torch.Tensor  # [1, n, D]
+    negative: torch.Tensor  # [1, m, D]
+    masks: torch.Tensor | None  # [1, P+1, lat_h, lat_w]
+    height: int
+    width: int
+
+
+class MultiTalkPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->image_encoder->transformer->vae"
+    _optional_components = ["feature_extractor", "image_encoder", "image_processor"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKLWan,
+        transformer: MultiTalkTransformer3DModel,
+        text_encoder,
+        tokenizer,
+        audio_encoder,  # transformers Wav2Vec2Model (+ feature_extractor) or MelAudioEncoder
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        feature_extractor=None,
+        image_encoder=None,
+        image_processor=None,
+        buckets: list | None = None,
+        fps: int = 25,
+    ):
+        super().__init__()
+        self.register_modules(vae=vae, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
+                              audio_encoder=audio_encoder, scheduler=scheduler, feature_extractor=feature_extractor,
+                              image_encoder=image_encoder, image_processor=image_processor)
+        self.register_to_config(buckets=[list(b) for b in (buckets or BUCKETS_480P)], fps=fps)
+        self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
+        self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)
+
+    # ------------------------------------------------------------------ encoders
+
+    def encode_prompt(self, prompts: list[str]) -> list[torch.Tensor]:
+        max_length = min(self.transformer.config.text_len, self.tokenizer.model_max_length)
+        return TextEncoder(self.text_encoder, self.tokenizer, max_length=max_length)(prompts)
+
+    def encode_audio(self, waveform: np.ndarray) -> torch.Tensor:
+        """``[frames, layers, channels]`` at the video frame rate."""
+        if isinstance(self.audio_encoder, MelAudioEncoder):
+            return self.audio_encoder(waveform)
+        return Wav2Vec2AudioEncoder(self.audio_encoder, self.feature_extractor, fps=self.config.fps)(waveform)
+
+    def encode_image(self, frame: torch.Tensor) -> torch.Tensor | None:
+        """CLIP tokens of one ``[3, H, W]`` frame in [-1, 1], or None for models without the image branch."""
+        if self.image_encoder is None:
+            return None
+        pixels = ((frame.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+        return CLIPImageEncoder(self.image_encoder, self.image_processor)([pixels])
+
+    def _latent_stats(self, device, dtype):
+        mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype).view(1, -1, 1, 1, 1)
+        std = torch.tensor(self.vae.config.latents_std, device=device, dtype=dtype).view(1, -1, 1, 1, 1)
+        return mean, std
+
+    def vae_encode(self, video: torch.Tensor) -> torch.Tensor:
+        """``[1, 3, F, H, W]`` in [-1, 1] -> normalised latents (the distribution's mean, as the reference)."""
+        video = video.to(self.vae.device, self.vae.dtype)
+        mean, std = self._latent_stats(video.device, video.dtype)
+        return (self.vae.encode(video).latent_dist.mode() - mean) / std
+
+    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(self.vae.device, self.vae.dtype)
+        mean, std = self._latent_stats(latents.device, latents.dtype)
+        return self.vae.decode(latents * std + mean).sample.float().clamp(-1, 1)
+
+    # ------------------------------------------------------------------ one clip
+
+    def _predict(self, latents, condition, t, clip: _Clip, audio, image_tokens, text, name, cache):
+        model_input = torch.cat([latents, condition], dim=1).to(self.transformer.dtype)
+        kwargs = dict(hidden_states=model_input, timestep=t.expand(1).to(latents.device), encoder_hidden_states=text,
+                      audio=audio.to(self.transformer.dtype), encoder_hidden_states_image=image_tokens,
+                      reference_masks=clip.masks if audio.shape[1] > 1 else None, return_dict=False)
+        if cache:
+            with self.transformer.cache_context(name):
+                return self.transformer(**kwargs)[0].float()
+        return self.transformer(**kwargs)[0].float()
+
+    @torch.no_grad()
+    def generate_clip(self, cond_frames: torch.Tensor, audio: torch.Tensor, clip: _Clip, num_frames: int, steps: int,
+                      text_guidance: float, audio_guidance: float, shift: float, generator: torch.Generator,
+                      is_first: bool, apg: bool = False, progress=None) -> torch.Tensor:
+        """One clip: ``cond_frames`` ``[3, n, H, W]`` in [-1, 1] and windowed ``audio``
+        ``[1, P, num_frames, window, L, C]`` -> decoded frames ``[3, num_frames, H, W]``."""
+        device = self._execution_device
+        n_cond = cond_frames.shape[1]
+        lat_t = (num_frames - 1) // self.vae_scale_temporal + 1
+        lat_h, lat_w = clip.height // self.vae_scale_spatial, clip.width // self.vae_scale_spatial
+        channels = self.transformer.config.out_channels
+        noise = torch.randn(1, channels, lat_t, lat_h, lat_w, generator=generator).to(device)
+
+        # mask channels: 1 where a frame is given; frame 0's mask repeated to fill its latent frame
+        mask = torch.zeros(1, num_frames, lat_h, lat_w, device=device)
+        mask[:, :n_cond] = 1
+        mask = torch.cat([mask[:, :1].repeat(1, self.vae_scale_temporal - 1, 1, 1), mask], dim=1)
+        mask = mask.view(1, lat_t, self.vae_scale_temporal, lat_h, lat_w).transpose(1, 2)  # B, 4, T, h, w
+        padded = torch.cat([cond_frames, cond_frames.new_zeros(3, num_frames - n_cond, *cond_frames.shape[2:])], 1)
+        given = self.vae_encode(padded[None]).float()  # 1, C, T, h, w
+        motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
+        condition = torch.cat([mask.to(given.dtype), given], dim=1)
+        image_tokens = self.encode_image(cond_frames[:, -1])
+
+        self.scheduler.set_shift(shift)
+        self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / NUM_TRAIN_TIMESTEPS, steps), device=device)
+        sigmas = self.scheduler.sigmas
+
+        def inject_motion(latents, sigma):
+            if not is_first:  # the given frames at the current noise level
+                motion_noise = torch.randn(motion_latents.shape, generator=generator).to(device)
+                latents[:, :, : motion_latents.shape[2]] = (1 - sigma) * motion_latents + sigma * motion_noise
+            return latents
+
+        latents = inject_motion(noise, sigmas[0])
+        silent = torch.zeros_like(audio[:, :1])  # "no audio": one all-zero stream
+        buffers = (MomentumBuffer(), MomentumBuffer()) if apg else None
+        cache = getattr(self.transformer, "is_cache_enabled", False)
+        for i, t in enumerate(self.scheduler.timesteps):
+            args = (latents, condition, t, clip)
+            if text_guidance == 1:
+                cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache)
+                no_audio = self._predict(*args, silent, image_tokens, clip.text, "no_audio", cache)
+                velocity = two_pass(cond, no_audio, audio_guidance)
+            else:
+                cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache)
+                no_text = self._predict(*args, audio, image_tokens, clip.negative, "no_text", cache)
+                uncond = self._predict(*args, silent, image_tokens, clip.negative, "uncond", cache)
+                velocity = (three_pass_apg(cond, no_text, uncond, text_guidance, audio_guidance, buffers) if apg
+                            else three_pass(cond, no_text, uncond, text_guidance, audio_guidance))
+            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+            latents = inject_motion(latents, sigmas[i + 1])
+            if progress is not None:
+                progress(i + 1, steps)
+        return self.vae_decode(latents)[0]  # 3, F, H, W
+
+    # ------------------------------------------------------------------ the request
+
+    def prepare(self, image: np.ndarray, voices: list[np.ndarray], audio_type: str = "para", bboxes=None,
+                bbox_format: str = "tlbr", mask_image: np.ndarray | None = None, size: tuple[int, int] | None = None):
+        """Validate and bring inputs to the model's grid; cheap, so errors come before model work."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise MultiTalkInputError(f"the reference image must be RGB (H, W, 3), got shape {image.shape}")
+        if not voices:
+            raise MultiTalkInputError("no audio: give one audio track per person")
+        for i, voice in enumerate(voices):
+            if voice.size < SAMPLE_RATE // self.config.fps:
+                raise MultiTalkInputError(f"audio {i + 1} is shorter than one video frame; give a longer recording")
+            if not np.isfinite(voice).all():
+                raise MultiTalkInputError(f"audio {i + 1} contains NaN or infinite samples; re-export it")
+        height, width = image.shape[:2]
+        masks = person_masks(len(voices), height, width, bboxes, bbox_format, mask_image)
+        size = tuple(size) if size else nearest_bucket(height, width, self.config.buckets)
+        multiple = self.vae_scale_spatial * self.transformer.config.patch_size[1]
+        if size[0] % multiple or size[1] % multiple:
+            raise MultiTalkInputError(f"size {size[1]}x{size[0]} must be a multiple of {multiple} on both sides")
+        return (resize_and_center_crop(image, size), resize_and_center_crop_masks(masks, size),
+                combine_voices(voices, audio_type), size)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: np.ndarray,
+        audio: list[np.ndarray],
+        prompt: str,
+        negative_prompt: str = "",
+        audio_type: str = "para",
+        bboxes: list | None = None,
+        bbox_format: str = "tlbr",
+        mask_image: np.ndarray | None = None,
+        num_frames: int = 81,
+        steps: int = 40,
+        text_guidance: float = 5.0,
+        audio_guidance: float = 4.0,
+        shift: float = 5.0,
+        seed: int = 42,
+        mode: str = "clip",
+        motion_frames: int = 25,
+        max_frames: int = 1000,
+        apg: bool = False,
+        color_match: bool = False,
+        size: tuple[int, int] | None = None,
+        work_dir: str | Path | None = None,
+        resume: bool = False,
+        callback: Callable[[int, int, int, int], None] | None = None,
+        progress: bool = True,
+    ) -> MultiTalkOutput:
+        """``image``: uint8 RGB; ``audio``: one 16 kHz mono waveform per person (any length).
+
+        ``callback(clip, clips, step, steps)`` is called after every step.
+        """
+        check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
+        reference, masks, voices, (height, width) = self.prepare(image, audio, audio_type, bboxes, bbox_format,
+                                                                  mask_image, size)
+        device = self._execution_device
+        feats = [self.encode_audio(v) for v in voices]  # P x [frames, L, C]
+        audio_frames = feats[0].shape[0]
+        wanted = num_frames if mode == "clip" else min(audio_frames, max_frames)
+        step_frames = num_frames - motion_frames
+        clips = 1 if wanted <= num_frames else 1 + math.ceil((wanted - num_frames) / step_frames)
+
+        text, negative = self.encode_prompt([prompt, negative_prompt])
+        lat = (height // self.vae_scale_spatial, width // self.vae_scale_spatial)
+        token_masks = torch.nn.functional.interpolate(masks[None], size=lat, mode="nearest").to(device)
+        clip = _Clip(text[None].to(device), negative[None].to(device), token_masks, height, width)
+
+        # audio that runs out is extended with its own reversed tail, as the reference does
+        needed = (clips - 1) * step_frames + num_frames
+        if mode == "streaming" and needed > audio_frames:
+            missing = needed - audio_frames + 3
+            feats = [torch.cat([f, f[-missing:].flip(0)]) if missing <= f.shape[0] else
+                     torch.cat([f, f[-1:].expand(missing, *f.shape[1:])]) for f in feats]
+
+        generator = torch.Generator().manual_seed(seed)
+        store = _WorkDir(work_dir, _fingerprint(image, voices, prompt, negative_prompt, masks, _plain(
+            num_frames, steps, text_guidance, audio_guidance, shift, seed, mode, motion_frames, max_frames, apg,
+            color_match, height, width))) if work_dir else None
+        pieces, first_clip, cond = [], 0, reference[:, None]  # cond: [3, n, H, W]
+        if store and resume and store.exists():
+            pieces, cond, generator_state = store.load()
+            generator.set_state(generator_state)
+            first_clip = len(pieces)
+
+        bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
+        bar.update(first_clip * steps)
+        for k in range(first_clip, clips):
+            start = k * step_frames
+            windows = torch.stack([frame_windows(f, start, start + num_frames) for f in feats])[None].to(device)
+
+            def on_step(step, total, k=k):
+                bar.update(1)
+                bar.set_postfix(clip=f"{k + 1}/{clips}")
+                if callback is not None:
+                    callback(k, clips, step, total)
+
+            video = self.generate_clip(cond.to(device), windows, clip, num_frames, steps, text_guidance,
+                                       audio_guidance, shift, generator, k == 0, apg, on_step).cpu()
+            if color_match and k > 0:
+                video = match_colors(video, reference)
+            pieces.append(_to_uint8(video if k == 0 else video[:, motion_frames:]))
+            cond = video[:, -motion_frames:]
+            if store:
+                store.save(pieces, cond, generator.get_state())
+        bar.close()
+        frames = np.concatenate(pieces)[:wanted]
+        mix = np.sum(voices, axis=0).astype(np.float32)
+        return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps)
+
+
+def check_settings(num_frames: int, steps: int, mode: str, motion_frames: int, max_frames: int,
+                   vae_scale: int = 4) -> None:
+    """Number rules, checked before anything is loaded or encoded."""
+    if mode not in MODES:
+        raise MultiTalkInputError(f"unknown mode {mode!r}; use 'clip' or 'streaming'")
+    if num_frames < 1 or (num_frames - 1) % vae_scale:
+        raise MultiTalkInputError(f"frames must be of the form {vae_scale}k+1 (e.g. 81), got {num_frames}")
+    if steps < 1:
+        raise MultiTalkInputError(f"steps must be positive, got {steps}")
+    if mode == "streaming" and not 1 <= motion_frames < num_frames:
+        raise MultiTalkInputError(f"motion frames must lie in 1..{num_frames - 1}, got {motion_frames}")
+    if max_frames < 1:
+        raise MultiTalkInputError(f"max frames must be positive, got {max_frames}")
+
+
+def _plain(*values) -> list:
+    return [v if isinstance(v, (int, float, str, bool)) else str(v) for v in values]
+
+
+def _to_uint8(video: torch.Tensor) -> np.ndarray:
+    """``[3, F, H, W]`` in [-1, 1] -> uint8 ``(F, H, W, 3)``."""
+    return ((video.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+
+
+def _fingerprint(image, voices, prompt, negative, masks, settings) -> str:
+    digest = hashlib.sha256()
+    for array in (image, *voices, masks.numpy()):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps([prompt, negative, settings]).encode())
+    return digest.hexdigest()
+
+
+class _WorkDir:
+    """Finished clips of one request, so an interrupted run goes on where it stopped."""
+
+    def __init__(self, folder: str | Path, fingerprint: str):
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint
+        self.state_path = self.folder / "state.pt"
+
+    def exists(self) -> bool:
+        return self.state_path.is_file()
+
+    def save(self, pieces: list[np.ndarray], cond: torch.Tensor, generator_state: torch.Tensor) -> None:
+        k = len(pieces) - 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_output(self.folder / f"clip_{k:04d}.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, pieces[-1])
+        with atomic_output(self.state_path) as tmp:  # written last: the clip is complete
+            torch.save({"fingerprint": self.fingerprint, "clips": k + 1, "cond": cond.clone(),
+                        "generator": generator_state}, tmp)
+
+    def load(self):
+        state = torch.load(self.state_path, weights_only=True)
+        if state["fingerprint"] != self.fingerprint:
+            raise MultiTalkInputError(f"{self.folder} holds a different request (other inputs or settings); "
+                                      "use a new work folder or drop --resume")
+        pieces = [np.load(self.folder / f"clip_{k:04d}.npy") for k in range(state["clips"])]
+        return pieces, state["cond"], state["generator"]

@@ -346,7 +346,7 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
         raise CheckpointError(f"model folder not found: {path}; pass a multitalk or Wan2.1 folder to --model")
     index = _read_json(path / "model_index.json")
     if index.get("_class_name") == PIPELINE_CLASS:
-        return MultiTalkPipeline.from_pretrained(path, torch_dtype=torch_dtype)
+        return MultiTalkPipeline.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
     if index and (path / "transformer").is_dir():
         if audio_encoder is None:
             raise CheckpointError(f"{path} is a Wan2.1 base; also pass --audio-encoder DIR (chinese-wav2vec2-base)")

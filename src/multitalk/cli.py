@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,155 @@ def cmd_eval_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bbox(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bbox wants four numbers a,b,c,d, got {text!r}") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"--bbox wants four numbers a,b,c,d, got {text!r}")
+    return values
+
+
+def _resolve(value: str, base: Path) -> Path:
+    """Official input files name paths relative to where the command runs; ours relative to the JSON."""
+    path = Path(value)
+    if path.is_absolute() or (base / path).exists() or not path.exists():
+        return path if path.is_absolute() else base / path
+    return path
+
+
+def read_request(args: argparse.Namespace) -> dict:
+    """The request from an official-format input JSON and/or flags (flags win)."""
+    request: dict = {"prompt": None, "image": None, "audio": [], "bboxes": None, "audio_type": "para"}
+    if args.input:
+        source = Path(args.input)
+        if not source.is_file():
+            raise MultiTalkInputError(f"input file not found: {source}")
+        try:
+            data = json.loads(source.read_text())
+        except ValueError as err:
+            raise MultiTalkInputError(f"{source} is not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise MultiTalkInputError(f"{source} must hold a JSON object with prompt, cond_image, cond_audio")
+        if "tts_audio" in data and "cond_audio" not in data:
+            raise MultiTalkInputError("tts_audio needs a text-to-speech model, which multitalk does not ship; "
+                                      "give recorded voices in cond_audio")
+        base = source.parent
+        audio = data.get("cond_audio") or {}
+        if not isinstance(audio, dict):
+            raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio files")
+        keys = sorted(audio, key=lambda k: (len(k), k))  # person1 < person2 < ... < person10
+        request["audio"] = [_resolve(str(audio[k]), base) for k in keys]
+        if data.get("cond_image"):
+            request["image"] = _resolve(str(data["cond_image"]), base)
+        request["prompt"] = data.get("prompt")
+        request["audio_type"] = data.get("audio_type", "para")
+        if "bbox" in data:
+            boxes = data["bbox"]
+            if not isinstance(boxes, dict):
+                raise MultiTalkInputError("bbox must map person1, person2, ... to [top, left, bottom, right]")
+            request["bboxes"] = [boxes[k] for k in sorted(boxes, key=lambda k: (len(k), k))]
+    if args.image:
+        request["image"] = Path(args.image)
+    if args.audio:
+        request["audio"] = [Path(a) for a in args.audio]
+    if args.prompt is not None:
+        request["prompt"] = args.prompt
+    if args.bbox:
+        request["bboxes"] = args.bbox
+    if args.audio_type:
+        request["audio_type"] = args.audio_type
+    if request["image"] is None:
+        raise MultiTalkInputError("no reference image: give INPUT.json with cond_image, or --image")
+    if not request["audio"]:
+        raise MultiTalkInputError("no audio: give INPUT.json with cond_audio, or --audio (once per person)")
+    if not request["prompt"]:
+        raise MultiTalkInputError("no prompt: give INPUT.json with prompt, or --prompt")
+    return request
+
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .conditioning.audio import AUDIO_TYPES
+    from .conditioning.people import person_masks
+    from .media import read_audio, read_image
+    from .pipeline import check_settings
+
+    # 1. everything about the request, before any model work
+    request = read_request(args)
+    if request["audio_type"] not in AUDIO_TYPES:
+        raise MultiTalkInputError(f"unknown audio_type {request['audio_type']!r}; use 'para' or 'add'")
+    check_settings(args.frames, args.steps, args.mode, args.motion_frames, args.max_frames)
+    image = read_image(request["image"])
+    voices = [read_audio(path) for path in request["audio"]]
+    mask_image = read_image(args.mask_image) if args.mask_image else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        person_masks(len(voices), *image.shape[:2], request["bboxes"], args.bbox_format, mask_image)
+    for warning in caught:
+        print(f"multitalk generate: warning: {warning.message}", file=sys.stderr)
+    if args.output.suffix.lower() != ".mp4":
+        raise MultiTalkInputError(f"output {args.output} must end in .mp4")
+
+    # 2. the model
+    import torch
+
+    from .checkpoints import load_pipeline
+    from .errors import CheckpointError
+    from .media import write_image, write_video
+
+    if args.model is None:
+        raise MultiTalkInputError("no bundled demo model yet (it comes with the training work); pass --model DIR")
+    dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
+    try:
+        pipe = load_pipeline(args.model, args.audio_encoder, torch_dtype=dtype)
+    except CheckpointError as err:
+        raise MultiTalkInputError(str(err)) from None
+    if args.attention_backend:
+        try:
+            pipe.transformer.set_attention_backend(args.attention_backend)
+        except (ValueError, KeyError) as err:
+            raise MultiTalkInputError(f"unknown --attention-backend {args.attention_backend!r} ({err})") from None
+    if args.cache == "first-block":
+        from diffusers import FirstBlockCacheConfig
+
+        pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=args.cache_threshold))
+    if args.offload and args.device != "cpu":
+        pipe.enable_model_cpu_offload(device=args.device)
+    else:
+        pipe.to(args.device)
+
+    # 3. generate and write
+    start = time.perf_counter()
+    # finished clips are kept here until the video is written, so --resume can go on after a crash
+    work_dir = args.work_dir or args.output.parent / f".{args.output.stem}.work"
+    if args.resume and not (work_dir / "state.pt").is_file():
+        print(f"multitalk generate: nothing to resume in {work_dir}; starting from the first clip", file=sys.stderr)
+    warnings.filterwarnings("ignore", message="person boxes overlap")  # already reported above
+    out = pipe(image, voices, request["prompt"], negative_prompt=args.negative_prompt,
+               audio_type=request["audio_type"], bboxes=request["bboxes"], bbox_format=args.bbox_format,
+               mask_image=mask_image, num_frames=args.frames, steps=args.steps, text_guidance=args.text_guidance,
+               audio_guidance=args.audio_guidance, shift=args.shift, seed=args.seed, mode=args.mode,
+               motion_frames=args.motion_frames, max_frames=args.max_frames, apg=args.apg,
+               color_match=args.color_match, work_dir=work_dir, resume=args.resume, progress=not args.quiet)
+    write_video(args.output, out.frames, out.fps, audio=out.audio)
+    if not args.work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    if args.save_frames:
+        for i, frame in enumerate(out.frames):
+            write_image(Path(args.save_frames) / f"{i:05d}.png", frame)
+    elapsed = time.perf_counter() - start
+    frames = out.frames.shape[0]
+    print(f"wrote {args.output}: {frames} frames ({frames / out.fps:.2f} s) at {out.frames.shape[2]}x"
+          f"{out.frames.shape[1]} in {elapsed:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multitalk", description="Videos of people talking to each other.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +239,46 @@ def build_parser() -> argparse.ArgumentParser:
                        help="voices: speech-like tones (default) or espeak-ng speech when it is installed")
     synth.add_argument("--no-video", action="store_true", help="skip video.mp4 (frames come from the spec)")
     synth.set_defaults(run=cmd_synth)
+
+    gen = commands.add_parser("generate", help="make a talking video from an image, voices and a prompt")
+    gen.add_argument("input", nargs="?", help="official MultiTalk input JSON (prompt, cond_image, cond_audio, ...)")
+    gen.add_argument("-o", "--output", type=Path, default=Path("out.mp4"), help="mp4 to write (default out.mp4)")
+    gen.add_argument("--image", help="reference image (instead of cond_image)")
+    gen.add_argument("--audio", action="append", help="one voice per person, in person order (repeat)")
+    gen.add_argument("--prompt", help="text prompt")
+    gen.add_argument("--negative-prompt", default="", help="negative prompt for text guidance")
+    gen.add_argument("--bbox", action="append", type=_bbox, help="a person's box a,b,c,d (repeat, person order)")
+    gen.add_argument("--bbox-format", choices=["tlbr", "xyxy"], default="tlbr",
+                     help="tlbr = [top, left, bottom, right] as the official code reads boxes (default); "
+                          "xyxy = [left, top, right, bottom]")
+    gen.add_argument("--mask-image", help="label image: 0 background, 1..N the people (instead of boxes)")
+    gen.add_argument("--audio-type", choices=None, help="para (voices together) or add (one after another)")
+    gen.add_argument("--model", help="multitalk pipeline folder, or a diffusers Wan2.1 I2V folder with "
+                                     "multitalk.safetensors")
+    gen.add_argument("--audio-encoder", help="wav2vec2 folder (needed with a Wan2.1 base folder)")
+    gen.add_argument("--steps", type=int, default=40, help="sampling steps (default 40)")
+    gen.add_argument("--text-guidance", type=float, default=5.0, help="text guidance scale (default 5; 1 = 2 passes)")
+    gen.add_argument("--audio-guidance", type=float, default=4.0, help="audio guidance scale (default 4)")
+    gen.add_argument("--shift", type=float, default=5.0, help="timestep shift (default 5; 3 suits 480p)")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--mode", default="streaming", help="clip (one clip) or streaming (as long as the audio)")
+    gen.add_argument("--frames", type=int, default=81, help="frames per clip, 4k+1 (default 81)")
+    gen.add_argument("--motion-frames", type=int, default=25, help="frames carried into the next clip (default 25)")
+    gen.add_argument("--max-frames", type=int, default=1000, help="longest video in streaming mode (default 1000)")
+    gen.add_argument("--apg", action="store_true", help="adaptive projected guidance (less colour drift)")
+    gen.add_argument("--color-match", action="store_true", help="match later clips' colours to the reference")
+    gen.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    gen.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    gen.add_argument("--offload", action="store_true", help="keep models on the CPU until used (GPU only)")
+    gen.add_argument("--cache", choices=["none", "first-block"], default="none", help="diffusers cache hook")
+    gen.add_argument("--cache-threshold", type=float, default=0.05, help="first-block cache threshold")
+    gen.add_argument("--attention-backend", help="diffusers attention backend (e.g. native, flash, sage)")
+    gen.add_argument("--save-frames", help="also write every frame as PNG into this folder")
+    gen.add_argument("--work-dir", type=Path, help="where finished clips are kept (default with --resume: "
+                                                   "next to the output)")
+    gen.add_argument("--resume", action="store_true", help="continue an interrupted run from its last clip")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(run=cmd_generate)
 
     sync = commands.add_parser("eval-sync", help="score a video's lip-sync and binding against a synthetic scene")
     sync.add_argument("video", help="video file to score")

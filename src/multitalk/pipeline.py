@@ -287,7 +287,7 @@ class MultiTalkPipeline(DiffusionPipeline):
 
             def on_step(step, total, k=k):
                 bar.update(1)
-                bar.set_postfix(clip=f"{k + 1}/{clips}")
+                bar.set_postfix(clip=f"{k + 1}/{clips}", refresh=False)
                 if callback is not None:
                     callback(k, clips, step, total)
 

@@ -16,6 +16,8 @@ def loudness_normalize(waveform: np.ndarray, sample_rate: int = 16000, target_lu
     import pyloudnorm
 
     wave = np.asarray(waveform, dtype=np.float64)
+    if wave.size < 0.4 * sample_rate:  # shorter than one BS.1770 gating block: nothing to measure
+        return wave.astype(np.float32)
     loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(wave)
     if not np.isfinite(loudness) or abs(loudness) > 100:
         return wave.astype(np.float32)

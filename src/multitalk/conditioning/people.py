@@ -40,7 +40,7 @@ def resize_and_center_crop(image: np.ndarray, target: tuple[int, int]) -> torch.
     """uint8 ``(H, W, 3)`` -> float ``(3, th, tw)`` in [-1, 1]: scale to cover, then centre-crop."""
     height, width, _ = image.shape
     size, top, left = _resize_crop_geometry(height, width, target)
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 127.5 - 1
     x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
     return x[0, :, top : top + target[0], left : left + target[1]]
 

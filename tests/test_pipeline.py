@@ -221,3 +221,11 @@ def test_no_model_and_no_bundled_model_is_a_clear_error(inputs, monkeypatch, cap
     assert main(["generate", "--image", "ref.png", "--audio", "a.wav", "--prompt", "p", "--quiet"]) == 2
     assert "--model" in capsys.readouterr().err
     shutil.rmtree(inputs / "notamodel")
+
+
+def test_cache_hook_and_bfloat16_run_through_the_cli(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "c.mp4"
+    assert _gen(model_dir, "examples/solo.json", "-o", str(out), "--cache", "first-block", "--dtype", "bfloat16",
+                "--mode", "clip") == 0
+    assert probe(out)["video"]["frames"] == 9

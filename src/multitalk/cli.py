@@ -219,8 +219,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             write_image(Path(args.save_frames) / f"{i:05d}.png", frame)
     elapsed = time.perf_counter() - start
     frames = out.frames.shape[0]
+    per_step = f", {elapsed / out.steps_run:.3f} s/step over {out.steps_run} steps" if out.steps_run else ""
     print(f"wrote {args.output}: {frames} frames ({frames / out.fps:.2f} s) at {out.frames.shape[2]}x"
-          f"{out.frames.shape[1]} in {elapsed:.1f} s")
+          f"{out.frames.shape[1]} in {elapsed:.1f} s{per_step}")
     return 0
 
 

@@ -50,6 +50,7 @@ class MultiTalkOutput:
     frames: np.ndarray  # uint8 (F, H, W, 3)
     audio: np.ndarray  # the mix of everyone's voice, float32 16 kHz, as long as the video
     fps: int
+    steps_run: int = 0  # denoising steps run in this call, over all clips (resumed clips not counted)
 
 
 @dataclass
@@ -302,7 +303,8 @@ class MultiTalkPipeline(DiffusionPipeline):
         bar.close()
         frames = np.concatenate(pieces)[:wanted]
         mix = np.sum(voices, axis=0).astype(np.float32)
-        return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps)
+        return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps,
+                               steps_run=(clips - first_clip) * steps)
 
 
 def check_settings(num_frames: int, steps: int, mode: str, motion_frames: int, max_frames: int,

@@ -63,3 +63,13 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError):
         write_video(tmp_path / "v.mp4", np.zeros((3, 8, 8), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_image_is_an_input_error(tmp_path):
+    from multitalk.media import write_image
+
+    write_image(tmp_path / "ok.png", (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MultiTalkInputError, match="not a readable image"):
+        read_image(tmp_path / "cut.png")

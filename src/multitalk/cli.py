@@ -149,26 +149,22 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 def cmd_generate(args: argparse.Namespace) -> int:
     import warnings
 
-    from .conditioning.audio import AUDIO_TYPES
-    from .conditioning.people import person_masks
     from .media import read_audio, read_image
-    from .pipeline import check_settings
+    from .pipeline import check_request, check_settings
 
     # 1. everything about the request, before any model work
+    if args.output.suffix.lower() != ".mp4":
+        raise MultiTalkInputError(f"output {args.output} must end in .mp4")
     request = read_request(args)
-    if request["audio_type"] not in AUDIO_TYPES:
-        raise MultiTalkInputError(f"unknown audio_type {request['audio_type']!r}; use 'para' or 'add'")
     check_settings(args.frames, args.steps, args.mode, args.motion_frames, args.max_frames)
     image = read_image(request["image"])
     voices = [read_audio(path) for path in request["audio"]]
     mask_image = read_image(args.mask_image) if args.mask_image else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        person_masks(len(voices), *image.shape[:2], request["bboxes"], args.bbox_format, mask_image)
+        check_request(image, voices, request["audio_type"], request["bboxes"], args.bbox_format, mask_image)
     for warning in caught:
         print(f"multitalk generate: warning: {warning.message}", file=sys.stderr)
-    if args.output.suffix.lower() != ".mp4":
-        raise MultiTalkInputError(f"output {args.output} must end in .mp4")
 
     # 2. the model
     import torch

@@ -24,7 +24,7 @@ import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from tqdm.auto import tqdm
 
-from .conditioning.audio import combine_voices
+from .conditioning.audio import check_audio_type, combine_voices
 from .conditioning.people import (
     BUCKETS_480P,
     nearest_bucket,
@@ -198,18 +198,8 @@ class MultiTalkPipeline(DiffusionPipeline):
     def prepare(self, image: np.ndarray, voices: list[np.ndarray], audio_type: str = "para", bboxes=None,
                 bbox_format: str = "tlbr", mask_image: np.ndarray | None = None, size: tuple[int, int] | None = None):
         """Validate and bring inputs to the model's grid; cheap, so errors come before model work."""
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise MultiTalkInputError(f"the reference image must be RGB (H, W, 3), got shape {image.shape}")
-        if not voices:
-            raise MultiTalkInputError("no audio: give one audio track per person")
-        for i, voice in enumerate(voices):
-            if voice.size < SAMPLE_RATE // self.config.fps:
-                raise MultiTalkInputError(f"audio {i + 1} is shorter than one video frame; give a longer recording")
-            if not np.isfinite(voice).all():
-                raise MultiTalkInputError(f"audio {i + 1} contains NaN or infinite samples; re-export it")
-        height, width = image.shape[:2]
-        masks = person_masks(len(voices), height, width, bboxes, bbox_format, mask_image)
-        size = tuple(size) if size else nearest_bucket(height, width, self.config.buckets)
+        masks = check_request(image, voices, audio_type, bboxes, bbox_format, mask_image, self.config.fps)
+        size = tuple(size) if size else nearest_bucket(*image.shape[:2], self.config.buckets)
         multiple = self.vae_scale_spatial * self.transformer.config.patch_size[1]
         if size[0] % multiple or size[1] % multiple:
             raise MultiTalkInputError(f"size {size[1]}x{size[0]} must be a multiple of {multiple} on both sides")
@@ -305,6 +295,23 @@ class MultiTalkPipeline(DiffusionPipeline):
         mix = np.sum(voices, axis=0).astype(np.float32)
         return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps,
                                steps_run=(clips - first_clip) * steps)
+
+
+def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str = "para", bboxes=None,
+                  bbox_format: str = "tlbr", mask_image: np.ndarray | None = None, fps: int = 25) -> torch.Tensor:
+    """Everything about the inputs that can be wrong, checked without a model; returns the
+    ``(people + 1, H, W)`` masks at the image's size."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise MultiTalkInputError(f"the reference image must be RGB (H, W, 3), got shape {image.shape}")
+    if not voices:
+        raise MultiTalkInputError("no audio: give one audio track per person")
+    check_audio_type(audio_type)
+    for i, voice in enumerate(voices):
+        if voice.size < SAMPLE_RATE // fps:
+            raise MultiTalkInputError(f"audio {i + 1} is shorter than one video frame; give a longer recording")
+        if not np.isfinite(voice).all():
+            raise MultiTalkInputError(f"audio {i + 1} contains NaN or infinite samples; re-export it")
+    return person_masks(len(voices), *image.shape[:2], bboxes, bbox_format, mask_image)
 
 
 def check_settings(num_frames: int, steps: int, mode: str, motion_frames: int, max_frames: int,

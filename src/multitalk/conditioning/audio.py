@@ -27,6 +27,11 @@ def loudness_normalize(waveform: np.ndarray, sample_rate: int = 16000, target_lu
 AUDIO_TYPES = ("para", "add")
 
 
+def check_audio_type(audio_type: str) -> None:
+    if audio_type not in AUDIO_TYPES:
+        raise MultiTalkInputError(f"unknown audio_type {audio_type!r}; use 'para' (together) or 'add' (in turn)")
+
+
 def combine_voices(waveforms: list[np.ndarray], audio_type: str = "para") -> list[np.ndarray]:
     """Per-person 16 kHz tracks on one shared timeline, loudness-normalised per person.
 
@@ -34,8 +39,7 @@ def combine_voices(waveforms: list[np.ndarray], audio_type: str = "para") -> lis
     1 speaks, then person 2, ... — each track is placed after the previous ones and everyone
     else is silent meanwhile, as the official ``audio_type: add`` does.
     """
-    if audio_type not in AUDIO_TYPES:
-        raise MultiTalkInputError(f"unknown audio_type {audio_type!r}; use 'para' (together) or 'add' (in turn)")
+    check_audio_type(audio_type)
     voices = [loudness_normalize(w) for w in waveforms]
     if audio_type == "add":
         total = sum(v.size for v in voices)

@@ -221,6 +221,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import Trainer, load_config
+
+    config = load_config(args.config, steps=args.steps, output=args.output)
+    trainer = Trainer(config, progress=not args.quiet)
+    start = time.perf_counter()
+    history = trainer.run(resume=args.resume)
+    done = [h["loss"] for h in history[-config.log_every:]]
+    print(f"trained to step {trainer.step} in {time.perf_counter() - start:.1f} s; recent loss "
+          f"{sum(done) / max(len(done), 1):.4f}; pipeline in {Path(config.output) / 'final'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multitalk", description="Videos of people talking to each other.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--resume", action="store_true", help="continue an interrupted run from its last clip")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=cmd_generate)
+
+    train = commands.add_parser("train", help="train a model from a YAML config (see configs/)")
+    train.add_argument("config", help="training config (YAML)")
+    train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train.add_argument("--steps", type=int, help="override the config's step count")
+    train.add_argument("--output", help="override the config's run folder")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=cmd_train)
 
     sync = commands.add_parser("eval-sync", help="score a video's lip-sync and binding against a synthetic scene")
     sync.add_argument("video", help="video file to score")

@@ -150,11 +150,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         channels = self.transformer.config.out_channels
         noise = torch.randn(1, channels, lat_t, lat_h, lat_w, generator=generator).to(device)
 
-        # mask channels: 1 where a frame is given; frame 0's mask repeated to fill its latent frame
-        mask = torch.zeros(1, num_frames, lat_h, lat_w, device=device)
-        mask[:, :n_cond] = 1
-        mask = torch.cat([mask[:, :1].repeat(1, self.vae_scale_temporal - 1, 1, 1), mask], dim=1)
-        mask = mask.view(1, lat_t, self.vae_scale_temporal, lat_h, lat_w).transpose(1, 2)  # B, 4, T, h, w
+        mask = condition_mask(num_frames, n_cond, (lat_h, lat_w), self.vae_scale_temporal).to(device)[None]
         padded = torch.cat([cond_frames, cond_frames.new_zeros(3, num_frames - n_cond, *cond_frames.shape[2:])], 1)
         given = self.vae_encode(padded[None]).float()  # 1, C, T, h, w
         motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
@@ -295,6 +291,15 @@ class MultiTalkPipeline(DiffusionPipeline):
         mix = np.sum(voices, axis=0).astype(np.float32)
         return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps,
                                steps_run=(clips - first_clip) * steps)
+
+
+def condition_mask(num_frames: int, given: int, grid: tuple[int, int], vae_scale: int = 4) -> torch.Tensor:
+    """The mask channels ``[vae_scale, T, h, w]``: 1 where a frame is given, frame 0's mask
+    repeated to fill its own latent frame."""
+    mask = torch.zeros(num_frames, *grid)
+    mask[:given] = 1
+    mask = torch.cat([mask[:1].repeat(vae_scale - 1, 1, 1), mask])  # 4T, h, w
+    return mask.view(-1, vae_scale, *grid).transpose(0, 1)
 
 
 def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str = "para", bboxes=None,

@@ -1,0 +1,64 @@
+"""Training configuration: the paper's recipe is settings, not code branches."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import MultiTalkInputError
+
+TRAINABLE = ("audio", "all")
+
+
+@dataclass
+class TrainConfig:
+    output: str  # run folder: checkpoints, loss curve, the final pipeline folder
+    data: str  # a `multitalk synth` folder
+    init: str = "tiny"  # a preset name (random weights) or a pipeline folder to start from
+    text_encoder: str = "random"  # random | minilm (only used when init is a preset)
+    people: list[int] = field(default_factory=lambda: [1, 4])  # stage 1: [1, 1]; stage 2: [2, 4]
+    frames: int = 17  # video frames per training clip (4k+1)
+    size: int = 64
+    steps: int = 100
+    batch_size: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    trainable: str = "audio"  # audio: adapter + norm_x + audio cross-attention only; all: everything
+    i2v_share: float = 0.0  # multi-task: share of batches that are image->video (audio zeroed)
+    audio_dropout: float = 0.1  # for audio guidance
+    text_dropout: float = 0.1  # for text guidance
+    shift: float = 3.0  # timestep shift of the training noise levels
+    checkpoint_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+
+    def __post_init__(self):
+        if self.trainable not in TRAINABLE:
+            raise MultiTalkInputError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        if (self.frames - 1) % 4:
+            raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")
+        for name in ("i2v_share", "audio_dropout", "text_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config(path: str | Path, **overrides) -> TrainConfig:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MultiTalkInputError(f"training config not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise MultiTalkInputError(f"unknown keys in {path}: {sorted(unknown)}; known: {sorted(known)}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**data)
+    except TypeError as err:
+        raise MultiTalkInputError(f"{path}: {err}") from None

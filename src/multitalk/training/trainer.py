@@ -1,0 +1,204 @@
+"""The trainer: flow matching on cached latents, on accelerate (1 CPU, 1 GPU or many).
+
+Partial-parameter training freezes everything but the audio adapter, ``norm_x`` and the
+audio cross-attention; a digest of the frozen weights is checked at every checkpoint, so a
+frozen parameter that moves stops the run. Multi-task mixing turns a configured share of
+batches into image->video batches (audio zeroed); audio and text dropout teach the model
+the "no audio" and "no text" predictions that guidance needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import MultiTalkError
+from ..media import atomic_output
+from .config import TrainConfig
+from .data import CachedClips, build_cache
+
+KINDS = ("audio", "i2v", "audio_dropout")
+
+
+def batch_kind(rng: np.random.Generator, config: TrainConfig) -> str:
+    """audio+image->video, image->video (multi-task), or audio dropped for guidance."""
+    draw = rng.random()
+    if draw < config.i2v_share:
+        return "i2v"
+    if draw < config.i2v_share + (1 - config.i2v_share) * config.audio_dropout:
+        return "audio_dropout"
+    return "audio"
+
+
+def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
+                       use_audio: bool) -> torch.Tensor:
+    """MSE between the predicted and the true velocity ``noise − x0`` at noise levels ``sigmas``."""
+    x0 = batch["latents"]
+    s = sigmas.view(-1, 1, 1, 1, 1)
+    noisy = (1 - s) * x0 + s * noise
+    audio = batch["audio"] if use_audio else torch.zeros_like(batch["audio"][:, :1])  # no audio: one zero stream
+    pred = model(hidden_states=torch.cat([noisy, batch["condition"]], dim=1), timestep=sigmas * 1000,
+                 encoder_hidden_states=batch["text"], audio=audio,
+                 reference_masks=batch["masks"] if use_audio else None, return_dict=False)[0]
+    return torch.nn.functional.mse_loss(pred.float(), (noise - x0).float())
+
+
+def frozen_digest(model) -> str:
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        if not param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, progress: bool = True):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.config, self.progress = config, progress
+        self.output = Path(config.output)
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        set_seed(config.seed)
+        self.pipe = self._initial_pipeline()
+        model = self.pipe.transformer
+        model.train()
+        for name, param in model.named_parameters():
+            param.requires_grad_(config.trainable == "all")
+        if config.trainable == "audio":
+            for _, param in model.trainable_audio_parameters():
+                param.requires_grad_(True)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.trainable_count = sum(p.numel() for p in params)
+        self.total_count = sum(p.numel() for p in model.parameters())
+        self.digest = frozen_digest(model)
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+
+        files = build_cache(self.pipe, config.data, self.output / "cache", config.frames, config.size,
+                            tuple(config.people), progress=progress)
+        self.clips = CachedClips(files, self.output / "cache")
+        self.rng = np.random.default_rng(config.seed)
+        self.noise = torch.Generator().manual_seed(config.seed)
+        self.step, self.history = 0, []
+
+    def _initial_pipeline(self):
+        from ..checkpoints import load_pipeline
+        from ..random_pipeline import random_pipeline
+
+        if Path(self.config.init).is_dir():
+            return load_pipeline(self.config.init)
+        return random_pipeline(self.config.init, seed=self.config.seed, text_encoder=self.config.text_encoder,
+                               buckets=[[self.config.size, self.config.size]])
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self) -> tuple[float, str]:
+        config = self.config
+        kind = batch_kind(self.rng, config)
+        batch = self.clips.batch(self.rng, config.batch_size)
+        if self.rng.random() < config.text_dropout:
+            batch["text"] = self.clips.empty_text[None].expand(config.batch_size, -1, -1)
+        u = torch.rand(config.batch_size, generator=self.noise)
+        sigmas = config.shift * u / (1 + (config.shift - 1) * u)  # the sampler's shifted noise levels
+        noise = torch.randn(batch["latents"].shape, generator=self.noise)
+        device = self.accelerator.device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with self.accelerator.autocast():
+            loss = flow_matching_loss(self.model, batch, sigmas.to(device), noise.to(device), kind == "audio")
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return float(loss.detach()), kind
+
+    def run(self, resume: bool = False) -> list[dict]:
+        if resume:
+            self.load_latest()
+        print(f"training {self.trainable_count:,} of {self.total_count:,} parameters "
+              f"({self.config.trainable}); {len(self.clips)} clips")
+        bar = tqdm(total=self.config.steps, initial=self.step, desc="training", disable=not self.progress)
+        start, first = time.perf_counter(), self.step
+        while self.step < self.config.steps:
+            loss, kind = self.train_step()
+            self.history.append({"step": self.step, "loss": loss, "kind": kind})
+            bar.update(1)
+            if self.step % self.config.log_every == 0:
+                recent = [h["loss"] for h in self.history[-self.config.log_every:]]
+                bar.set_postfix(loss=f"{np.mean(recent):.4f}",
+                                steps_per_s=f"{(self.step - first) / (time.perf_counter() - start):.2f}")
+            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+                self.save_checkpoint()
+        bar.close()
+        self.save_final()
+        return self.history
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoints(self) -> list[Path]:
+        return sorted((self.output / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+
+    def save_checkpoint(self) -> Path:
+        if frozen_digest(self.accelerator.unwrap_model(self.model)) != self.digest:
+            raise MultiTalkError("a frozen parameter changed during partial training; stopping")
+        folder = self.output / "checkpoints" / f"step_{self.step:07d}"
+        self.accelerator.save_state(str(folder))
+        state = {"step": self.step, "rng": self.rng.bit_generator.state, "history": self.history,
+                 "noise": self.noise.get_state().tolist()}
+        with atomic_output(folder / "trainer.json") as tmp:  # written last: the checkpoint is complete
+            tmp.write_text(json.dumps(state))
+        write_loss_curve(self.history, self.output / "loss.png")
+        return folder
+
+    def load_latest(self) -> bool:
+        complete = [c for c in self._checkpoints() if (c / "trainer.json").is_file()]
+        if not complete:
+            return False
+        folder = complete[-1]
+        self.accelerator.load_state(str(folder))
+        state = json.loads((folder / "trainer.json").read_text())
+        self.step, self.history = state["step"], state["history"]
+        self.rng.bit_generator.state = state["rng"]
+        self.noise.set_state(torch.tensor(state["noise"], dtype=torch.uint8))
+        return True
+
+    def save_final(self) -> Path:
+        self.pipe.transformer = self.accelerator.unwrap_model(self.model).eval()
+        target = self.output / "final"
+        self.pipe.save_pretrained(target)
+        return target
+
+
+def write_loss_curve(history: list[dict], path: Path, width: int = 640, height: int = 320) -> None:
+    """A plain PNG line chart of the loss (raw and smoothed), no plotting library needed."""
+    from PIL import Image, ImageDraw
+
+    from ..media import write_image
+
+    if len(history) < 2:
+        return
+    loss = np.array([h["loss"] for h in history])
+    smooth = np.convolve(loss, np.ones(min(20, len(loss))) / min(20, len(loss)), mode="valid")
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    lo, hi = float(loss.min()), float(np.percentile(loss, 98)) + 1e-9
+    margin = 40
+
+    def points(values, offset):
+        xs = margin + (np.arange(values.size) + offset) / max(len(loss) - 1, 1) * (width - 2 * margin)
+        ys = height - margin - (np.clip(values, lo, hi) - lo) / (hi - lo) * (height - 2 * margin)
+        return list(zip(xs.tolist(), ys.tolist()))
+
+    draw.line(points(loss, 0), fill=(180, 200, 230), width=1)
+    draw.line(points(smooth, len(loss) - smooth.size), fill=(20, 60, 160), width=2)
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    draw.text((margin, 10), f"loss: {loss[0]:.4f} -> {smooth[-1]:.4f} over {len(loss)} steps", fill="black")
+    draw.text((margin, height - margin + 8), f"min {lo:.4f}  max {hi:.4f}", fill="black")
+    write_image(path, np.asarray(image))

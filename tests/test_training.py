@@ -1,0 +1,86 @@
+"""Training: loss goes down, frozen weights stay frozen, the multi-task mix, resume."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from multitalk.cli import main
+from multitalk.synthetic import write_dataset
+from multitalk.training import TrainConfig, Trainer, flow_matching_loss
+from multitalk.training.trainer import batch_kind
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, 4, (1, 2), 1.0, 64, progress=False)
+    return root
+
+
+def config(tmp_path, data, **changes):
+    settings = dict(output=str(tmp_path / "run"), data=str(data), init="tiny", frames=9, size=64, steps=6,
+                    batch_size=2, lr=1e-3, checkpoint_every=3, log_every=3)
+    return TrainConfig(**{**settings, **changes})
+
+
+def fixed_loss(trainer):
+    batch = trainer.clips.batch(np.random.default_rng(123), 4)
+    generator = torch.Generator().manual_seed(123)
+    sigmas = torch.rand(4, generator=generator)
+    noise = torch.randn(batch["latents"].shape, generator=generator)
+    with torch.no_grad():
+        return float(flow_matching_loss(trainer.model, batch, sigmas, noise, use_audio=True))
+
+
+def test_training_reduces_the_loss(tmp_path, data):
+    trainer = Trainer(config(tmp_path, data, steps=40, trainable="all", checkpoint_every=40), progress=False)
+    before = fixed_loss(trainer)
+    trainer.run()
+    assert fixed_loss(trainer) < 0.9 * before
+    assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "final" / "model_index.json").is_file()
+
+
+def test_partial_training_leaves_frozen_weights_bit_identical(tmp_path, data):
+    trainer = Trainer(config(tmp_path, data), progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    after = trainer.model.state_dict()
+    audio = {name for name, _ in trainer.model.trainable_audio_parameters()}
+    assert 0 < trainer.trainable_count < trainer.total_count
+    for name, value in before.items():
+        if name in audio:
+            continue
+        assert torch.equal(value, after[name]), name
+    assert any(not torch.equal(before[name], after[name]) for name in audio)
+
+
+def test_zero_audio_batches_come_at_the_configured_rate(tmp_path, data):
+    settings = TrainConfig(output="x", data="y", i2v_share=0.3, audio_dropout=0.1)
+    rng = np.random.default_rng(0)
+    kinds = [batch_kind(rng, settings) for _ in range(4000)]
+    assert abs(kinds.count("i2v") / 4000 - 0.3) < 0.03
+    assert abs(kinds.count("audio_dropout") / 4000 - 0.07) < 0.02
+
+
+def test_resume_continues_with_identical_state(tmp_path, data):
+    straight = Trainer(config(tmp_path / "a", data), progress=False)
+    straight.run()
+    first = Trainer(config(tmp_path / "b", data, steps=3), progress=False)
+    first.run()
+    again = Trainer(config(tmp_path / "b", data), progress=False)
+    again.run(resume=True)
+    assert again.step == 6
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[name]), name
+    assert [h["loss"] for h in straight.history] == [h["loss"] for h in again.history]
+
+
+def test_train_cli_and_bad_config(tmp_path, data, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**config(tmp_path, data, steps=2).to_dict()}))
+    assert main(["train", str(path), "--quiet"]) == 0
+    assert "trained to step 2" in capsys.readouterr().out
+    path.write_text(yaml.safe_dump({"output": "x", "data": "y", "learning_rate": 1}))
+    assert main(["train", str(path)]) == 2
+    assert "unknown keys" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def random_pipeline(preset: str = "tiny", seed: int = 0, buckets: list | None = 
     if text_encoder == "minilm":
         text_model = AutoModel.from_pretrained(minilm_path()).eval()
         if text_model.config.hidden_size != config.text_dim:
-            raise ValueError(f"MiniLM is {text_model.config.hidden_size} wide; preset {preset!r} takes {config.text_dim}")
+            raise ValueError(f"MiniLM is {text_model.config.hidden_size} wide; {preset!r} takes {config.text_dim}")
     else:
         text_model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=config.text_dim,
                                           num_hidden_layers=1, num_attention_heads=1,

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: venv test bench clean
+.PHONY: venv test bench clean train-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ test: venv
 
 bench: venv
 	$(PY) benchmarks/step_time.py
+
+# The demo model's full recipe from scratch (resumable: rerun after an interruption).
+DEMO_DATA := data/demo
+train-demo: venv
+	$(VENV)/bin/multitalk synth --out $(DEMO_DATA) --count 400 --people 1-3 --seconds 5 --size 128 --seed 0
+	$(VENV)/bin/multitalk train configs/demo/vae.yaml --resume
+	$(VENV)/bin/multitalk train configs/demo/base.yaml --resume
+	$(VENV)/bin/multitalk train configs/demo/stage1.yaml --resume
+	$(VENV)/bin/multitalk train configs/demo/stage2.yaml --resume
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

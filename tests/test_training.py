@@ -84,3 +84,34 @@ def test_train_cli_and_bad_config(tmp_path, data, capsys):
     path.write_text(yaml.safe_dump({"output": "x", "data": "y", "learning_rate": 1}))
     assert main(["train", str(path)]) == 2
     assert "unknown keys" in capsys.readouterr().err
+
+
+def test_vae_stage_trains_and_records_latent_statistics(tmp_path, data):
+    from diffusers import AutoencoderKLWan
+
+    from multitalk.random_pipeline import random_pipeline
+    from multitalk.training import trainer_for
+
+    settings = config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=8, lr=2e-3,
+                      checkpoint_every=4)
+    trainer = trainer_for(settings, progress=False)
+    history = trainer.run()
+    assert np.mean([h["loss"] for h in history[-3:]]) < np.mean([h["loss"] for h in history[:3]])
+    vae = AutoencoderKLWan.from_pretrained(tmp_path / "run" / "final")
+    assert len(vae.config.latents_std) == 16 and vae.config.latents_std[0] != 2.8184  # not the Wan default
+    # the DiT stages start from it
+    pipe = random_pipeline("tiny", vae=str(tmp_path / "run" / "final"))
+    assert pipe.vae.config.latents_mean == vae.config.latents_mean
+
+
+def test_demo_recipe_configs_are_valid():
+    from pathlib import Path
+
+    from multitalk.training import load_config
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "demo"
+    stages = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
+    assert set(stages) == {"vae", "base", "stage1", "stage2"}
+    assert stages["vae"].stage == "vae" and stages["base"].trainable == "all"
+    assert stages["stage1"].people == [1, 1] and stages["stage2"].people[0] >= 2
+    assert stages["stage1"].trainable == stages["stage2"].trainable == "audio"

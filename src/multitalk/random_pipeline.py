@@ -17,15 +17,15 @@ from .pipeline import MultiTalkPipeline
 
 
 def random_pipeline(preset: str = "tiny", seed: int = 0, buckets: list | None = None,
-                    vae_base_dim: int = 8, text_encoder: str = "random") -> MultiTalkPipeline:
+                    vae_base_dim: int = 8, text_encoder: str = "random", vae: str | None = None) -> MultiTalkPipeline:
     """``text_encoder="minilm"`` uses the pretrained MiniLM (384 wide: the ``small`` preset's text width)."""
     from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(seed)
     transformer = MultiTalkTransformer3DModel.from_preset(preset).eval()
     config = transformer.config
-    vae = AutoencoderKLWan(base_dim=vae_base_dim, z_dim=config.out_channels, dim_mult=[1, 1, 1, 1],
-                           num_res_blocks=1).eval()
+    vae = AutoencoderKLWan.from_pretrained(vae).eval() if vae else AutoencoderKLWan(
+        base_dim=vae_base_dim, z_dim=config.out_channels, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     if text_encoder == "minilm":
         text_model = AutoModel.from_pretrained(minilm_path()).eval()

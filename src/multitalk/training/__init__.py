@@ -1,6 +1,16 @@
 """Training (DESIGN §1): flow matching on VAE latents, partial-parameter and multi-task, on accelerate."""
 
 from .config import TrainConfig, load_config
-from .trainer import Trainer, flow_matching_loss
+from .trainer import Trainer, TrainingLoop, flow_matching_loss
 
-__all__ = ["TrainConfig", "Trainer", "flow_matching_loss", "load_config"]
+
+def trainer_for(config: TrainConfig, progress: bool = True) -> TrainingLoop:
+    """The trainer of the config's stage."""
+    if config.stage == "vae":
+        from .vae import VAETrainer
+
+        return VAETrainer(config, progress)
+    return Trainer(config, progress)
+
+
+__all__ = ["TrainConfig", "Trainer", "TrainingLoop", "flow_matching_loss", "load_config", "trainer_for"]

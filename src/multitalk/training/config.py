@@ -8,12 +8,17 @@ from pathlib import Path
 from ..errors import MultiTalkInputError
 
 TRAINABLE = ("audio", "all")
+STAGES = ("dit", "vae")
 
 
 @dataclass
 class TrainConfig:
     output: str  # run folder: checkpoints, loss curve, the final pipeline folder
     data: str  # a `multitalk synth` folder
+    stage: str = "dit"  # dit: the transformer (base or audio stages); vae: the video autoencoder
+    vae: str | None = None  # dit stage from a preset: a trained VAE folder to use instead of a random one
+    vae_base_dim: int = 16  # vae stage: width of a new AutoencoderKLWan
+    kl_weight: float = 1e-6  # vae stage: weight of the KL term
     init: str = "tiny"  # a preset name (random weights) or a pipeline folder to start from
     text_encoder: str = "random"  # random | minilm (only used when init is a preset)
     people: list[int] = field(default_factory=lambda: [1, 4])  # stage 1: [1, 1]; stage 2: [2, 4]
@@ -34,6 +39,8 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
 
     def __post_init__(self):
+        if self.stage not in STAGES:
+            raise MultiTalkInputError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.trainable not in TRAINABLE:
             raise MultiTalkInputError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if (self.frames - 1) % 4:

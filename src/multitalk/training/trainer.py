@@ -58,7 +58,13 @@ def frozen_digest(model) -> str:
     return digest.hexdigest()
 
 
-class Trainer:
+class TrainingLoop:
+    """What every training stage shares: the step loop, progress, checkpoints, resume, loss curve.
+
+    A stage sets ``self.model`` and ``self.optimizer`` (prepared by accelerate) and implements
+    ``train_step() -> (loss, kind)`` and ``save_final()``.
+    """
+
     def __init__(self, config: TrainConfig, progress: bool = True):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -67,63 +73,24 @@ class Trainer:
         self.output = Path(config.output)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
         set_seed(config.seed)
-        self.pipe = self._initial_pipeline()
-        model = self.pipe.transformer
-        model.train()
-        for name, param in model.named_parameters():
-            param.requires_grad_(config.trainable == "all")
-        if config.trainable == "audio":
-            for _, param in model.trainable_audio_parameters():
-                param.requires_grad_(True)
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.trainable_count = sum(p.numel() for p in params)
-        self.total_count = sum(p.numel() for p in model.parameters())
-        self.digest = frozen_digest(model)
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-
-        files = build_cache(self.pipe, config.data, self.output / "cache", config.frames, config.size,
-                            tuple(config.people), progress=progress)
-        self.clips = CachedClips(files, self.output / "cache")
         self.rng = np.random.default_rng(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed)
         self.step, self.history = 0, []
+        self.digest = None  # frozen-weight digest, for stages that freeze weights
 
-    def _initial_pipeline(self):
-        from ..checkpoints import load_pipeline
-        from ..random_pipeline import random_pipeline
+    def _prepare(self, model, params) -> None:
+        self.trainable_count = sum(p.numel() for p in params)
+        self.total_count = sum(p.numel() for p in model.parameters())
+        optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
 
-        if Path(self.config.init).is_dir():
-            return load_pipeline(self.config.init)
-        return random_pipeline(self.config.init, seed=self.config.seed, text_encoder=self.config.text_encoder,
-                               buckets=[[self.config.size, self.config.size]])
-
-    # ------------------------------------------------------------------ steps
-
-    def train_step(self) -> tuple[float, str]:
-        config = self.config
-        kind = batch_kind(self.rng, config)
-        batch = self.clips.batch(self.rng, config.batch_size)
-        if self.rng.random() < config.text_dropout:
-            batch["text"] = self.clips.empty_text[None].expand(config.batch_size, -1, -1)
-        u = torch.rand(config.batch_size, generator=self.noise)
-        sigmas = config.shift * u / (1 + (config.shift - 1) * u)  # the sampler's shifted noise levels
-        noise = torch.randn(batch["latents"].shape, generator=self.noise)
-        device = self.accelerator.device
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with self.accelerator.autocast():
-            loss = flow_matching_loss(self.model, batch, sigmas.to(device), noise.to(device), kind == "audio")
-        self.accelerator.backward(loss)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        return float(loss.detach()), kind
+    def describe(self) -> str:
+        return f"training {self.trainable_count:,} of {self.total_count:,} parameters"
 
     def run(self, resume: bool = False) -> list[dict]:
         if resume:
             self.load_latest()
-        print(f"training {self.trainable_count:,} of {self.total_count:,} parameters "
-              f"({self.config.trainable}); {len(self.clips)} clips")
+        print(self.describe())
         bar = tqdm(total=self.config.steps, initial=self.step, desc="training", disable=not self.progress)
         start, first = time.perf_counter(), self.step
         while self.step < self.config.steps:
@@ -140,13 +107,11 @@ class Trainer:
         self.save_final()
         return self.history
 
-    # ------------------------------------------------------------------ checkpoints
-
     def _checkpoints(self) -> list[Path]:
         return sorted((self.output / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
 
     def save_checkpoint(self) -> Path:
-        if frozen_digest(self.accelerator.unwrap_model(self.model)) != self.digest:
+        if self.digest and frozen_digest(self.accelerator.unwrap_model(self.model)) != self.digest:
             raise MultiTalkError("a frozen parameter changed during partial training; stopping")
         folder = self.output / "checkpoints" / f"step_{self.step:07d}"
         self.accelerator.save_state(str(folder))
@@ -168,6 +133,59 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         self.noise.set_state(torch.tensor(state["noise"], dtype=torch.uint8))
         return True
+
+
+class Trainer(TrainingLoop):
+    """The DiT stages: image->video base training and the audio stages (partial parameters)."""
+
+    def __init__(self, config: TrainConfig, progress: bool = True):
+        super().__init__(config, progress)
+        self.pipe = self._initial_pipeline()
+        model = self.pipe.transformer
+        model.train()
+        for name, param in model.named_parameters():
+            param.requires_grad_(config.trainable == "all")
+        if config.trainable == "audio":
+            for _, param in model.trainable_audio_parameters():
+                param.requires_grad_(True)
+        self.digest = frozen_digest(model)
+        self._prepare(model, [p for p in model.parameters() if p.requires_grad])
+        files = build_cache(self.pipe, config.data, self.output / "cache", config.frames, config.size,
+                            tuple(config.people), progress=progress)
+        self.clips = CachedClips(files, self.output / "cache")
+
+    def describe(self) -> str:
+        return f"{super().describe()} ({self.config.trainable}); {len(self.clips)} clips"
+
+    def _initial_pipeline(self):
+        from ..checkpoints import load_pipeline
+        from ..random_pipeline import random_pipeline
+
+        if Path(self.config.init).is_dir():
+            return load_pipeline(self.config.init)
+        return random_pipeline(self.config.init, seed=self.config.seed, text_encoder=self.config.text_encoder,
+                               buckets=[[self.config.size, self.config.size]], vae=self.config.vae)
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self) -> tuple[float, str]:
+        config = self.config
+        kind = batch_kind(self.rng, config)
+        batch = self.clips.batch(self.rng, config.batch_size)
+        if self.rng.random() < config.text_dropout:
+            batch["text"] = self.clips.empty_text[None].expand(config.batch_size, -1, -1)
+        u = torch.rand(config.batch_size, generator=self.noise)
+        sigmas = config.shift * u / (1 + (config.shift - 1) * u)  # the sampler's shifted noise levels
+        noise = torch.randn(batch["latents"].shape, generator=self.noise)
+        device = self.accelerator.device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with self.accelerator.autocast():
+            loss = flow_matching_loss(self.model, batch, sigmas.to(device), noise.to(device), kind == "audio")
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return float(loss.detach()), kind
 
     def save_final(self) -> Path:
         self.pipe.transformer = self.accelerator.unwrap_model(self.model).eval()

@@ -1,0 +1,88 @@
+"""The VAE stage: a small ``AutoencoderKLWan`` (stride 4×8×8) trained on the synthetic world.
+
+No pretrained Wan VAE fits a laptop, so the demo model brings its own. Loss: pixel MSE plus
+a small KL term. At the end the per-channel latent mean and spread are measured and written
+into the VAE's config (``latents_mean`` / ``latents_std``), which is how the pipeline
+normalises latents for the transformer — exactly as for the real Wan VAE.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan
+
+from ..conditioning.people import resize_and_center_crop
+from ..media import read_video
+from .config import TrainConfig
+from .trainer import TrainingLoop
+
+
+def load_frames(root: str | Path, size: int, people: tuple[int, int]) -> list[np.ndarray]:
+    """Every sample video as uint8 ``(F, size, size, 3)`` (kept in memory: small videos)."""
+    from .data import sample_folders
+
+    videos = []
+    for folder in sample_folders(root, people):
+        video, _ = read_video(folder / "video.mp4")
+        frames = torch.stack([resize_and_center_crop(f, (size, size)) for f in video])  # F, 3, S, S in [-1, 1]
+        videos.append(((frames.permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy())
+    if not videos:
+        raise ValueError(f"no sample videos under {root}")
+    return videos
+
+
+class VAETrainer(TrainingLoop):
+    def __init__(self, config: TrainConfig, progress: bool = True):
+        super().__init__(config, progress)
+        if Path(config.init).is_dir():
+            vae = AutoencoderKLWan.from_pretrained(config.init)
+        else:
+            vae = AutoencoderKLWan(base_dim=config.vae_base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
+        vae.train()
+        self.videos = load_frames(config.data, config.size, tuple(config.people))
+        self._prepare(vae, list(vae.parameters()))
+
+    def describe(self) -> str:
+        return f"{super().describe()} (VAE); {len(self.videos)} videos"
+
+    def _batch(self) -> torch.Tensor:
+        clips = []
+        for i in self.rng.integers(len(self.videos), size=self.config.batch_size):
+            video = self.videos[i]
+            start = int(self.rng.integers(video.shape[0] - self.config.frames + 1))
+            clips.append(torch.from_numpy(video[start : start + self.config.frames]))
+        return torch.stack(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # B, 3, F, S, S
+
+    def train_step(self) -> tuple[float, str]:
+        x = self._batch().to(self.accelerator.device)
+        with self.accelerator.autocast():
+            posterior = self.model.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
+            recon = self.model.decode(z).sample
+            loss = torch.nn.functional.mse_loss(recon.float(), x) + self.config.kl_weight * posterior.kl().mean()
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return float(loss.detach()), "vae"
+
+    @torch.no_grad()
+    def save_final(self) -> Path:
+        vae = self.accelerator.unwrap_model(self.model).eval()
+        rng = np.random.default_rng(12345)
+        latents = []
+        for i in rng.permutation(len(self.videos))[:32]:
+            clip = torch.from_numpy(self.videos[i][: self.config.frames]).permute(3, 0, 1, 2).float() / 127.5 - 1
+            latents.append(vae.encode(clip[None].to(self.accelerator.device)).latent_dist.mode().cpu())
+        stacked = torch.cat([z[0].flatten(1) for z in latents], dim=1)  # C, N
+        vae.register_to_config(latents_mean=stacked.mean(1).tolist(),
+                               latents_std=stacked.std(1).clamp_min(1e-3).tolist())
+        target = self.output / "final"
+        vae.save_pretrained(target)
+        recon = float(np.mean([h["loss"] for h in self.history[-20:]])) if self.history else None
+        (target / "training.json").write_text(json.dumps({"steps": self.step, "recent_loss": recon}) + "\n")
+        return target

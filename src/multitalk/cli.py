@@ -234,6 +234,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from .app.server import Limits, create_app
+    from .checkpoints import load_pipeline
+
+    if args.model is None:
+        raise MultiTalkInputError("no bundled demo model yet (it comes with the training work); pass --model DIR")
+    if not Path(args.model).is_dir():
+        raise MultiTalkInputError(f"model folder not found: {args.model}")
+    token = args.token or os.environ.get("MULTITALK_TOKEN")
+    limits = Limits(args.max_file_mb, args.max_audio_seconds, args.max_pixels)
+    examples = args.examples or (Path("examples") if Path("examples").is_dir() else None)
+    app = create_app(args.data, lambda: load_pipeline(args.model), token=token, limits=limits, examples=examples,
+                     workers=args.workers)
+    print(f"multitalk serve: http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multitalk", description="Videos of people talking to each other.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -297,6 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="override the config's run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_train)
+
+    serve = commands.add_parser("serve", help="web page + HTTP API with a job queue that survives restarts")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--model", help="model folder (as for generate)")
+    serve.add_argument("--workers", type=_positive(int), default=1, help="jobs run at once, one model each")
+    serve.add_argument("--data", type=Path, default=Path("multitalk-data"), help="jobs, uploads and videos")
+    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set MULTITALK_TOKEN)")
+    serve.add_argument("--examples", type=Path, help="examples folder shown on the page (default ./examples)")
+    serve.add_argument("--max-file-mb", type=float, default=50.0)
+    serve.add_argument("--max-audio-seconds", type=float, default=300.0)
+    serve.add_argument("--max-pixels", type=int, default=4096 * 4096)
+    serve.set_defaults(run=cmd_serve)
 
     sync = commands.add_parser("eval-sync", help="score a video's lip-sync and binding against a synthetic scene")
     sync.add_argument("video", help="video file to score")

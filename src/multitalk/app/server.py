@@ -1,0 +1,201 @@
+"""`multitalk serve`: the web page and the JSON API in one FastAPI app.
+
+FastAPI + uvicorn rather than Gradio: the API is the product for integrators (OpenAPI schema,
+plain multipart uploads, 4xx with messages), the page is one static file on top of the same
+API, and the job queue lives in our own SQLite store so it survives restarts — none of
+which needs a UI framework's own queue and state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse
+
+from ..errors import MultiTalkInputError
+from .jobs import JobStore
+from .worker import Worker
+
+STATIC = Path(__file__).parent / "static"
+SETTINGS = {"steps": 40, "seed": 42, "mode": "streaming", "frames": 81, "motion_frames": 25, "text_guidance": 5.0,
+            "audio_guidance": 4.0, "shift": 5.0}
+REQUEST_FIELDS = {"prompt", "negative_prompt", "audio_type", "bbox", "bboxes", "cond_image", "cond_audio"}
+
+
+@dataclass
+class Limits:
+    max_file_mb: float = 50.0
+    max_audio_seconds: float = 300.0
+    max_pixels: int = 4096 * 4096
+    max_people: int = 8
+
+
+def _parse_request(text: str) -> dict:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError as err:
+        raise HTTPException(400, f"request is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "request must be a JSON object")
+    unknown = set(data) - REQUEST_FIELDS - set(SETTINGS)
+    if unknown:
+        raise HTTPException(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS | set(SETTINGS))}")
+    if not data.get("prompt"):
+        raise HTTPException(400, "prompt is required")
+    bboxes = data.get("bboxes")
+    if isinstance(data.get("bbox"), dict):
+        bboxes = [data["bbox"][k] for k in sorted(data["bbox"], key=lambda k: (len(k), k))]
+    settings = dict(SETTINGS)
+    for key, default in SETTINGS.items():
+        if key in data:
+            try:
+                settings[key] = type(default)(data[key])
+            except (TypeError, ValueError):
+                raise HTTPException(400, f"{key} must be a {type(default).__name__}") from None
+    return {"prompt": data["prompt"], "negative_prompt": data.get("negative_prompt", ""),
+            "audio_type": data.get("audio_type", "para"), "bboxes": bboxes, "settings": settings}
+
+
+def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, limits: Limits | None = None,
+               examples: str | Path | None = None, workers: int = 1) -> FastAPI:
+    """``load_pipeline()`` is called once per worker thread (each holds its own model)."""
+    store = JobStore(data_dir)
+    limits = limits or Limits()
+    pool = [Worker(store, load_pipeline) for _ in range(workers)]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for worker in pool:
+            worker.start()
+        yield
+        for worker in pool:  # a running job stops after its current step; --resume-style state is on disk
+            worker.stopping.set()
+        for worker in pool:
+            worker.join(timeout=30)
+
+    app = FastAPI(title="multitalk", version="1", description="Videos of people talking to each other.",
+                  lifespan=lifespan)
+    app.state.store = store
+    app.state.workers = pool
+
+    def authorized(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if given != token and request.query_params.get("token") != token:
+            raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+
+    guarded = [Depends(authorized)]
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        return {"ok": True, "models_loaded": sum(w.pipe is not None for w in app.state.workers)}
+
+    @app.get("/", response_class=HTMLResponse, dependencies=guarded)
+    def page() -> str:
+        return (STATIC / "index.html").read_text()
+
+    async def _save(upload: UploadFile, folder: Path, name: str) -> Path:
+        data = await upload.read()
+        if len(data) > limits.max_file_mb * 1e6:
+            raise HTTPException(413, f"{upload.filename} is larger than {limits.max_file_mb:g} MB")
+        if not data:
+            raise HTTPException(400, f"{upload.filename or name} is empty")
+        path = folder / name
+        path.write_bytes(data)
+        return path
+
+    @app.post("/v1/jobs", status_code=201, dependencies=guarded)
+    async def submit(image: UploadFile = File(...), audio: list[UploadFile] = File(...),
+                     request: str = Form("{}")) -> dict:
+        from ..media import read_audio, read_image
+        from ..pipeline import check_request, check_settings
+
+        if len(audio) > limits.max_people:
+            raise HTTPException(400, f"at most {limits.max_people} people (audio files) per job")
+        spec = _parse_request(request)
+        job_id = store.create()
+        folder = store.folder(job_id)
+        try:
+            suffix = Path(image.filename or "image.png").suffix or ".png"
+            image_path = await _save(image, folder, f"image{suffix}")
+            audio_paths = [await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}")
+                           for i, a in enumerate(audio)]
+            pixels = read_image(image_path)
+            if pixels.shape[0] * pixels.shape[1] > limits.max_pixels:
+                raise HTTPException(413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels; the limit is "
+                                         f"{limits.max_pixels}")
+            voices = [read_audio(p) for p in audio_paths]
+            longest = max(v.size for v in voices) / 16000
+            if longest > limits.max_audio_seconds:
+                raise HTTPException(413, f"audio lasts {longest:.0f} s; the limit is {limits.max_audio_seconds:g} s")
+            s = spec["settings"]
+            check_settings(s["frames"], s["steps"], s["mode"], s["motion_frames"], 10**6)
+            check_request(pixels, voices, spec["audio_type"], spec["bboxes"])
+        except MultiTalkInputError as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(400, str(err)) from None
+        except HTTPException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        spec.update(image=image_path.name, audio=[p.name for p in audio_paths])
+        store.enqueue(job_id, spec)
+        return _public(store, store.get(job_id))
+
+    @app.get("/v1/jobs", dependencies=guarded)
+    def jobs() -> list[dict]:
+        return [_public(store, job) for job in store.list()]
+
+    @app.get("/v1/jobs/{job_id}", dependencies=guarded)
+    def job(job_id: str) -> dict:
+        found = store.get(job_id)
+        if found is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return _public(store, found)
+
+    @app.get("/v1/jobs/{job_id}/video", dependencies=guarded)
+    def video(job_id: str) -> FileResponse:
+        found = store.get(job_id)
+        if found is None:
+            raise HTTPException(404, f"no job {job_id}")
+        if found["state"] != "done":
+            raise HTTPException(409, f"job {job_id} is {found['state']}; the video exists once it is done")
+        return FileResponse(store.folder(job_id) / "video.mp4", media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=guarded)
+    def cancel(job_id: str) -> dict:
+        state = store.cancel(job_id)
+        if state is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return {"id": job_id, "state": state}
+
+    examples_dir = Path(examples) if examples else None
+
+    @app.get("/v1/examples", dependencies=guarded)
+    def example_list() -> list[dict]:
+        if examples_dir is None or not examples_dir.is_dir():
+            return []
+        return [{"name": p.stem, **json.loads(p.read_text())} for p in sorted(examples_dir.glob("*.json"))]
+
+    @app.get("/examples/{path:path}", dependencies=guarded)
+    def example_file(path: str) -> FileResponse:
+        if examples_dir is None:
+            raise HTTPException(404, "no examples folder")
+        target = (examples_dir / path).resolve()
+        if examples_dir.resolve() not in target.parents or not target.is_file():
+            raise HTTPException(404, f"no example file {path}")
+        return FileResponse(target)
+
+    return app
+
+
+def _public(store: JobStore, job: dict) -> dict:
+    return {"id": job["id"], "state": job["state"], "created": job["created"], "started": job["started"],
+            "finished": job["finished"], "progress": job["progress"], "error": job["error"],
+            "queue_position": store.queue_position(job["id"]), "prompt": job["request"]["prompt"],
+            "video": f"/v1/jobs/{job['id']}/video" if job["state"] == "done" else None}

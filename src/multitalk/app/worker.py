@@ -1,0 +1,73 @@
+"""The worker: one loaded model, jobs in order, progress into the store, cancel between steps."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ..media import read_audio, read_image, write_video
+from .jobs import JobStore
+
+log = logging.getLogger("multitalk.serve")
+
+
+class Cancelled(Exception):
+    """The user asked this job to stop."""
+
+
+class Interrupted(Exception):
+    """The server is shutting down: the job goes back to the queue and resumes on the next start."""
+
+
+def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None = None) -> None:
+    folder = store.folder(job["id"])
+    request = job["request"]
+    image = read_image(folder / request["image"])
+    voices = [read_audio(folder / name) for name in request["audio"]]
+
+    def on_step(clip, clips, step, steps):
+        if store.progress(job["id"], {"clip": clip + 1, "clips": clips, "step": step, "steps": steps,
+                                      "fraction": (clip * steps + step) / (clips * steps)}):
+            raise Cancelled
+        if stopping is not None and stopping.is_set():
+            raise Interrupted
+
+    settings = request["settings"]
+    out = pipe(image, voices, request["prompt"], negative_prompt=request.get("negative_prompt", ""),
+               audio_type=request["audio_type"], bboxes=request.get("bboxes"), num_frames=settings["frames"],
+               steps=settings["steps"], text_guidance=settings["text_guidance"],
+               audio_guidance=settings["audio_guidance"], shift=settings["shift"], seed=settings["seed"],
+               mode=settings["mode"], motion_frames=settings["motion_frames"], work_dir=folder / "work",
+               resume=True, callback=on_step, progress=False)
+    write_video(folder / "video.mp4", out.frames, out.fps, audio=out.audio)
+
+
+# Model loading patches torch globally for a moment (accelerate's empty-weight init): one at a time.
+_LOADING = threading.Lock()
+
+
+class Worker(threading.Thread):
+    def __init__(self, store: JobStore, load_pipeline, poll_seconds: float = 0.2):
+        super().__init__(daemon=True, name="multitalk-worker")
+        self.store, self.load_pipeline, self.poll_seconds = store, load_pipeline, poll_seconds
+        self.pipe = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with _LOADING:
+            self.pipe = self.load_pipeline()
+        while not self.stopping.is_set():
+            job = self.store.next_queued()
+            if job is None:
+                self.stopping.wait(self.poll_seconds)
+                continue
+            try:
+                run_job(self.pipe, self.store, job, self.stopping)
+                self.store.finish(job["id"], "done")
+            except Interrupted:
+                self.store.requeue(job["id"])
+            except Cancelled:
+                self.store.finish(job["id"], "cancelled")
+            except Exception as err:  # a failed job must not take the worker down
+                log.exception("job %s failed", job["id"])
+                self.store.finish(job["id"], "failed", f"{type(err).__name__}: {err}")

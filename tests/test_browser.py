@@ -1,0 +1,80 @@
+"""The web page in headless Chromium: load the duet example, generate, watch progress, play the video.
+
+Needs Debian's chromium (/usr/bin/chromium) and the `playwright` Python package; skipped
+with the reason where either is missing. MULTITALK_UPDATE_DOCS=1 also refreshes docs/img/ui.png.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from multitalk.random_pipeline import random_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+def _requirements() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return "Chromium is not installed (apt install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install playwright)"
+    return None
+
+
+@pytest.mark.skipif(_requirements() is not None, reason=str(_requirements()))
+def test_page_generates_the_duet_example_and_plays_it(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    model = tmp_path / "tiny"
+    random_pipeline("tiny").save_pretrained(model)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "multitalk.cli", "serve", "--model", str(model), "--data",
+                               str(tmp_path / "data"), "--port", str(port), "--examples", str(REPO / "examples")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            for _ in range(100):
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/")
+                    break
+                except Exception:
+                    time.sleep(0.2)
+            page.click("button[data-example=duet]")
+            page.wait_for_function("document.querySelectorAll('#people .person').length === 2")
+            page.wait_for_function("document.getElementById('prompt').value.length > 0")
+            page.click("summary")
+            for field, value in {"steps": "2", "frames": "9", "motion_frames": "3"}.items():
+                page.fill(f"#{field}", value)
+            page.click("#start")
+            try:
+                page.wait_for_selector("#video", timeout=120_000)
+            except Exception:
+                raise AssertionError(f"no video: status {page.inner_text('#status')!r}, "
+                                     f"form {page.inner_text('#form-error')!r}") from None
+            assert page.eval_on_selector("#progress", "p => p.value") == 1
+            page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=30_000)
+            page.eval_on_selector("#video", "v => v.play()")
+            page.wait_for_function("document.getElementById('video').currentTime > 0", timeout=30_000)
+            assert "done" in page.inner_text("#status")
+            shot = tmp_path / "ui.png"
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+        if os.environ.get("MULTITALK_UPDATE_DOCS"):
+            shutil.copy(shot, REPO / "docs" / "img" / "ui.png")
+    finally:
+        server.kill()

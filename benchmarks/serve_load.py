@@ -1,0 +1,93 @@
+"""A bounded load check of `multitalk serve` (loopback only): N concurrent submissions, none lost.
+
+    python benchmarks/serve_load.py [--jobs 20] [--workers 1]
+
+Starts a server with the tiny random model, submits all jobs at once from N threads, waits
+for every one to finish and reports queue latency (submitted -> started), run time and the
+total. Tiny-model jobs measure the service, not a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from multitalk.media import write_image, write_wav
+from multitalk.random_pipeline import random_pipeline
+from multitalk.synthetic import make_sample, random_scene
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        random_pipeline("tiny").save_pretrained(folder / "tiny")
+        sample = make_sample(random_scene(5, 2, 1.0, "add", width=64, height=64, action=None))
+        write_image(folder / "ref.png", sample.video[0])
+        for i, track in enumerate(sample.tracks):
+            write_wav(folder / f"p{i}.wav", track)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "multitalk.cli", "serve", "--model", str(folder / "tiny"),
+                                   "--data", str(folder / "data"), "--port", str(port), "--workers",
+                                   str(args.workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    httpx.get(base + "/v1/health")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            request = {"prompt": sample.scene.prompt, "bboxes": sample.scene.bboxes(), "steps": 4, "frames": 9,
+                       "motion_frames": 3, "mode": "streaming"}
+
+            def submit(_):
+                files = [("image", ("ref.png", (folder / "ref.png").read_bytes()))] + [
+                    ("audio", (f"p{i}.wav", (folder / f"p{i}.wav").read_bytes())) for i in range(2)]
+                return httpx.post(base + "/v1/jobs", files=files, data={"request": json.dumps(request)},
+                                  timeout=60).json()["id"]
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(args.jobs) as pool:
+                ids = list(pool.map(submit, range(args.jobs)))
+            submitted = time.perf_counter() - start
+            jobs = {}
+            while len(jobs) < len(ids):
+                for job_id in ids:
+                    job = httpx.get(f"{base}/v1/jobs/{job_id}").json()
+                    if job["state"] in ("done", "failed", "cancelled"):
+                        jobs[job_id] = job
+                time.sleep(0.2)
+            total = time.perf_counter() - start
+        finally:
+            server.kill()
+    done = [j for j in jobs.values() if j["state"] == "done"]
+    waits = np.array([j["started"] - j["created"] for j in done])
+    runs = np.array([j["finished"] - j["started"] for j in done])
+    print(f"# serve load — {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, tiny random "
+          f"model, {args.workers} worker(s)\n")
+    print("| jobs | done | lost | all submitted in | queue wait p50 | queue wait p95 | run p50 | total |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {args.jobs} | {len(done)} | {args.jobs - len(jobs)} | {submitted:.2f} s | {np.percentile(waits, 50):.1f} s"
+          f" | {np.percentile(waits, 95):.1f} s | {np.percentile(runs, 50):.2f} s | {total:.1f} s |")
+
+
+if __name__ == "__main__":
+    main()

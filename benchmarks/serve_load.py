@@ -85,8 +85,9 @@ def main() -> None:
           f"model, {args.workers} worker(s)\n")
     print("| jobs | done | lost | all submitted in | queue wait p50 | queue wait p95 | run p50 | total |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.jobs} | {len(done)} | {args.jobs - len(jobs)} | {submitted:.2f} s | {np.percentile(waits, 50):.1f} s"
-          f" | {np.percentile(waits, 95):.1f} s | {np.percentile(runs, 50):.2f} s | {total:.1f} s |")
+    p50, p95 = np.percentile(waits, 50), np.percentile(waits, 95)
+    print(f"| {args.jobs} | {len(done)} | {args.jobs - len(jobs)} | {submitted:.2f} s | {p50:.1f} s | {p95:.1f} s"
+          f" | {np.percentile(runs, 50):.2f} s | {total:.1f} s |")
 
 
 if __name__ == "__main__":

@@ -123,9 +123,14 @@ def test_cancel_stops_a_running_job(client, files):
     assert client.delete(f"/v1/jobs/{job['id']}").json()["state"] in ("cancelling", "cancelled")
     assert wait(client, job["id"])["state"] == "cancelled"
     assert client.get(f"/v1/jobs/{job['id']}/video").status_code == 409
-    queued = client.post("/v1/jobs", **upload(files, {"steps": 200})).json()
-    client.post("/v1/jobs", **upload(files))  # keeps the worker busy? no: first one runs, this one waits
-    assert client.delete(f"/v1/jobs/{queued['id']}").status_code == 200
+    assert client.delete(f"/v1/jobs/{job['id']}").json()["state"] == "deleted"  # an ended job: gone, files too
+    assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
+    running = client.post("/v1/jobs", **upload(files, {"steps": 200})).json()
+    queued = client.post("/v1/jobs", **upload(files)).json()  # waits behind the running one
+    wait(client, running["id"], states=("running",))
+    assert client.delete(f"/v1/jobs/{queued['id']}").json()["state"] == "cancelled"
+    client.delete(f"/v1/jobs/{running['id']}")
+    assert wait(client, running["id"])["state"] == "cancelled"
 
 
 def _free_port() -> int:

@@ -8,6 +8,7 @@ pipeline resumes it from its last finished clip.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 import time
@@ -89,7 +90,8 @@ class JobStore:
         self._execute("UPDATE jobs SET state='queued' WHERE id=? AND state='running'", (job_id,))
 
     def cancel(self, job_id: str) -> str | None:
-        """Queued jobs stop at once, running ones between steps; returns the new state."""
+        """Queued jobs stop at once, running ones between steps, ended ones are deleted with their
+        files; returns the new state."""
         job = self.get(job_id)
         if job is None:
             return None
@@ -99,7 +101,10 @@ class JobStore:
         if job["state"] == "running":
             self._execute("UPDATE jobs SET cancel=1 WHERE id=?", (job_id,))
             return "cancelling"
-        return job["state"]
+        # finished, failed or cancelled: the inputs and the video go
+        self._execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        shutil.rmtree(self.folder(job_id), ignore_errors=True)
+        return "deleted"
 
     def queue_position(self, job_id: str) -> int | None:
         job = self.get(job_id)

@@ -131,21 +131,19 @@ def write_video(
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     num, height, width, _ = frames.shape
-    even_h, even_w = height - height % 4, width - width % 2  # 4:2:0 planes, packed as PyAV takes them
+    even_h, even_w = height - height % 2, width - width % 2  # yuv420p needs even sizes
     with atomic_output(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
             video = container.add_stream("libx264", rate=fps)
             video.width, video.height, video.pix_fmt = even_w, even_h, "yuv420p"
-            # one encoder thread: x264's threaded lookahead made identical frames encode differently now and then
             video.options = {"crf": str(crf), "preset": "medium"}
-            video.codec_context.thread_count = 1
-            video.codec_context.thread_type = "NONE"
             sound = None
             if audio is not None:
                 sound = container.add_stream("aac", rate=sample_rate, layout="mono")
-            for image in frames:
-                yuv = rgb_to_yuv420p(image[:even_h, :even_w])
-                for packet in video.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")):
+            for index, image in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:even_h, :even_w]), format="rgb24")
+                frame.pts, frame.time_base = index, Fraction(1, fps)  # explicit timestamps: a stable frame order
+                for packet in video.encode(frame):
                     container.mux(packet)
             for packet in video.encode():
                 container.mux(packet)
@@ -164,24 +162,6 @@ def write_video(
                         container.mux(packet)
                 for packet in sound.encode():
                     container.mux(packet)
-
-
-def rgb_to_yuv420p(image: np.ndarray) -> np.ndarray:
-    """BT.601 limited-range YUV 4:2:0 as one ``(H * 3/2, W)`` plane stack, computed here.
-
-    ffmpeg's own RGB->YUV conversion did not always give the same bytes for the same frames
-    (the encoded video then differed from run to run); numpy always does.
-    """
-    rgb = image.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 16 + 0.256788 * r + 0.504129 * g + 0.097906 * b
-    u = 128 - 0.148223 * r - 0.290993 * g + 0.439216 * b
-    v = 128 + 0.439216 * r - 0.367788 * g - 0.071427 * b
-    h, w = y.shape
-    u = u.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
-    v = v.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
-    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v)]
-    return np.concatenate([planes[0], planes[1].reshape(h // 4, w), planes[2].reshape(h // 4, w)])
 
 
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:

@@ -13,9 +13,6 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from multitalk.app.background import serve_in_background
 from multitalk.media import write_image, write_wav
 from multitalk.random_pipeline import random_pipeline
 from multitalk.synthetic import make_sample, random_scene
@@ -41,20 +39,8 @@ def main() -> None:
         write_image(folder / "ref.png", sample.video[0])
         for i, track in enumerate(sample.tracks):
             write_wav(folder / f"p{i}.wav", track)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "multitalk.cli", "serve", "--model", str(folder / "tiny"),
-                                   "--data", str(folder / "data"), "--port", str(port), "--workers",
-                                   str(args.workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        server, base = serve_in_background(folder / "tiny", folder / "data", "--workers", str(args.workers))
         try:
-            for _ in range(300):
-                try:
-                    httpx.get(base + "/v1/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
             request = {"prompt": sample.scene.prompt, "bboxes": sample.scene.bboxes(), "steps": 4, "frames": 9,
                        "motion_frames": 3, "mode": "streaming"}
 

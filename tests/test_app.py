@@ -3,9 +3,6 @@
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from multitalk.app.background import serve_in_background
 from multitalk.app.server import Limits, create_app
 from multitalk.checkpoints import load_pipeline
 from multitalk.media import probe, read_video, write_image, write_wav
@@ -133,30 +131,12 @@ def test_cancel_stops_a_running_job(client, files):
     assert wait(client, running["id"])["state"] == "cancelled"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(model_dir, data, port):
-    return subprocess.Popen([sys.executable, "-m", "multitalk.cli", "serve", "--model", str(model_dir), "--data",
-                             str(data), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def test_sigkill_mid_job_then_restart_finishes_the_same_video(model_dir, files, tmp_path):
     import httpx
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = _serve(model_dir, tmp_path / "data", port)
+    server, base = serve_in_background(model_dir, tmp_path / "data")
+    port = base.rsplit(":", 1)[1]
     try:
-        for _ in range(200):
-            try:
-                httpx.get(base + "/v1/health")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         request = {"steps": 4}
         killed = httpx.post(base + "/v1/jobs", **upload(files, request)).json()["id"]
         deadline = time.time() + 60
@@ -167,17 +147,11 @@ def test_sigkill_mid_job_then_restart_finishes_the_same_video(model_dir, files, 
             time.sleep(0.02)
         os.kill(server.pid, signal.SIGKILL)
         server.wait()
-        assert httpx_state(tmp_path / "data", killed) == "running"
+        assert stored_state(tmp_path / "data", killed) == "running"
         assert len(list((tmp_path / "data" / "jobs" / killed / "work").glob("clip_*.npy"))) >= 2
 
-        server = _serve(model_dir, tmp_path / "data", port)
+        server, _ = serve_in_background(model_dir, tmp_path / "data", port=int(port))
         with httpx.Client(base_url=base) as http:
-            for _ in range(200):
-                try:
-                    http.get("/v1/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
             fresh = http.post("/v1/jobs", **upload(files, request)).json()["id"]  # the uninterrupted twin
             for job_id in (killed, fresh):
                 deadline = time.time() + 60
@@ -195,7 +169,7 @@ def test_sigkill_mid_job_then_restart_finishes_the_same_video(model_dir, files, 
         server.kill()
 
 
-def httpx_state(data: Path, job_id: str) -> str:
+def stored_state(data: Path, job_id: str) -> str:
     import sqlite3
 
     with sqlite3.connect(data / "jobs.sqlite3") as db:

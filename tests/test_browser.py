@@ -6,14 +6,11 @@ with the reason where either is missing. MULTITALK_UPDATE_DOCS=1 also refreshes 
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from multitalk.app.background import serve_in_background
 from multitalk.random_pipeline import random_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,22 +35,12 @@ def test_page_generates_the_duet_example_and_plays_it(tmp_path):
 
     model = tmp_path / "tiny"
     random_pipeline("tiny").save_pretrained(model)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "multitalk.cli", "serve", "--model", str(model), "--data",
-                               str(tmp_path / "data"), "--port", str(port), "--examples", str(REPO / "examples")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, base = serve_in_background(model, tmp_path / "data", "--examples", str(REPO / "examples"))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            for _ in range(100):
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/")
-                    break
-                except Exception:
-                    time.sleep(0.2)
+            page.goto(base + "/")
             page.click("button[data-example=duet]")
             page.wait_for_function("document.querySelectorAll('#people .person').length === 2")
             page.wait_for_function("document.getElementById('prompt').value.length > 0")

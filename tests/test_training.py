@@ -115,3 +115,25 @@ def test_demo_recipe_configs_are_valid():
     assert stages["vae"].stage == "vae" and stages["base"].trainable == "all"
     assert stages["stage1"].people == [1, 1] and stages["stage2"].people[0] >= 2
     assert stages["stage1"].trainable == stages["stage2"].trainable == "audio"
+
+
+def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, data):
+    """The demo recipe's hand-offs, tiny: VAE -> image->video base -> audio stage -> a video."""
+    from multitalk.checkpoints import load_pipeline
+    from multitalk.training import trainer_for
+
+    def stage(name, **settings):
+        trainer_for(config(tmp_path / name, data, steps=2, checkpoint_every=2, **settings), progress=False).run()
+        return str(tmp_path / name / "run" / "final")
+
+    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5)
+    base = stage("base", vae=vae, trainable="all", i2v_share=1.0)
+    final = stage("stage1", init=base, trainable="audio")
+    pipe = load_pipeline(final)
+    assert pipe.vae.config.latents_mean == load_pipeline(base).vae.config.latents_mean
+    sample = data / "000000"
+    from multitalk.media import read_audio, read_image
+
+    out = pipe(read_image(sample / "frame0.png"), [read_audio(p) for p in sorted(sample.glob("person*.wav"))],
+               "talk", num_frames=5, steps=1, mode="clip", progress=False)
+    assert out.frames.shape[0] == 5

@@ -37,6 +37,7 @@ class MouthMeasurement:
     openings: np.ndarray  # (P, F) measured mouth openings (≈ [0, 1] on the renderer's scale)
     heads: np.ndarray  # (F, P, 2) tracked head centres, pixels (x, y)
     colors: np.ndarray  # (F, P, 3) head colour per frame in [0, 1]
+    found: np.ndarray  # (P, F) whether the head was found by its colour (else the last position is kept)
 
 
 def measure_mouths(video: np.ndarray, scene: Scene, tolerance: float = 0.22) -> MouthMeasurement:
@@ -49,6 +50,7 @@ def measure_mouths(video: np.ndarray, scene: Scene, tolerance: float = 0.22) -> 
     openings = np.zeros((scene.num_people, frames), np.float32)
     heads = np.zeros((frames, scene.num_people, 2), np.float32)
     colors = np.zeros((frames, scene.num_people, 3), np.float32)
+    found = np.zeros((scene.num_people, frames), bool)
     for p, person in enumerate(scene.people):
         r = radii[p]
         cx, cy = start[0, p]
@@ -61,6 +63,7 @@ def measure_mouths(video: np.ndarray, scene: Scene, tolerance: float = 0.22) -> 
             if match.sum() >= 0.25 * np.pi * r * r:
                 ys, xs = np.nonzero(match)
                 cx, cy = x0 + xs.mean() + 0.5, y0 + ys.mean() + 0.5
+                found[p, f] = True
                 colors[f, p] = np.median(crop[match], axis=0)
                 if f == 0:
                     reference = colors[0, p]  # follow the colour as rendered, not as specified
@@ -75,7 +78,7 @@ def measure_mouths(video: np.ndarray, scene: Scene, tolerance: float = 0.22) -> 
             dark = np.clip((face - box) / max(face - mouth_luma, 1e-3), 0, 1).sum()
             half_height = dark / (np.pi * MOUTH_RX * r) / r  # ellipse area = pi * rx * ry
             openings[p, f] = (half_height - mouth_half_height(0.0)) / (mouth_half_height(1.0) - mouth_half_height(0.0))
-    return MouthMeasurement(openings, heads, colors)
+    return MouthMeasurement(openings, heads, colors, found)
 
 
 @dataclass
@@ -83,7 +86,7 @@ class SyncReport:
     lip_sync: list[float | None]  # per person: correlation of measured mouth with own true opening (None: silent)
     cross_talk: list[float]  # per person: mean correlation with the others' true openings
     still_mouth: list[float | None]  # per person: share of silent frames with a closed mouth
-    color_drift: list[float]  # per person: mean head-colour distance to frame 0 (0-255 RGB)
+    color_drift: list[float]  # per person: mean head-colour distance to frame 0 (0-255 RGB), where found
     binding_accuracy: float | None  # share of (person, other) pairs where own audio wins
     measurement: MouthMeasurement = field(repr=False)
 
@@ -101,6 +104,7 @@ class SyncReport:
             "cross_talk": round(float(np.mean(self.cross_talk)), 4) if self.cross_talk else None,
             "still_mouth": round(float(np.mean(still)), 4) if still else None,
             "color_drift": round(float(np.mean(self.color_drift)), 2),
+            "heads_found": round(float(self.measurement.found.mean()), 4),
             "per_person": [
                 {"lip_sync": _round(ls), "cross_talk": _round(ct), "still_mouth": _round(sm),
                  "color_drift": round(cd, 2)}
@@ -115,7 +119,8 @@ class SyncReport:
             rows.append(f"{i + 1:>6}  {_fmt(person['lip_sync']):>8}  {_fmt(person['cross_talk']):>10}  "
                         f"{_fmt(person['still_mouth']):>11}  {person['color_drift']:>12.1f}")
         binding = "n/a (one person)" if self.binding_accuracy is None else f"{self.binding_accuracy:.3f}"
-        rows.append(f"mean lip-sync {_fmt(self.mean_lip_sync)} · binding accuracy {binding}")
+        rows.append(f"mean lip-sync {_fmt(self.mean_lip_sync)} · binding accuracy {binding} · heads found in "
+                    f"{self.measurement.found.mean():.0%} of frames")
         return "\n".join(rows)
 
 
@@ -145,6 +150,8 @@ def evaluate_sync(video: np.ndarray, scene: Scene, true_openings: np.ndarray, to
     for i in range(people):
         silent = truth[i] < SILENT
         still.append(float((measured[i, silent] < STILL).mean()) if silent.any() else None)
-    drift = np.linalg.norm(measurement.colors[:frames] - measurement.colors[:1], axis=-1).mean(0) * 255  # P
+    distance = np.linalg.norm(measurement.colors[:frames] - measurement.colors[:1], axis=-1) * 255  # F, P
+    seen = measurement.found[:, :frames].T  # F, P
+    drift = (distance * seen).sum(0) / np.maximum(seen.sum(0), 1)  # frames where the head was not found don't count
     return SyncReport(lip_sync, cross_talk, still, [float(d) for d in drift],
                       float(np.mean(wins)) if wins else None, measurement)

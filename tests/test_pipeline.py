@@ -229,3 +229,21 @@ def test_cache_hook_and_bfloat16_run_through_the_cli(model_dir, tmp_path, monkey
     assert _gen(model_dir, "examples/solo.json", "-o", str(out), "--cache", "first-block", "--dtype", "bfloat16",
                 "--mode", "clip") == 0
     assert probe(out)["video"]["frames"] == 9
+
+
+def test_no_negative_prompt_means_the_models_default(duet, monkeypatch):
+    pipe = random_pipeline("tiny", seed=0)
+    pipe.register_to_config(negative_prompt="blurry static picture with many extra people")
+    lengths, forward = [], pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        lengths.append(kwargs["encoder_hidden_states"].shape[1])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.transformer, "forward", spy)
+    pipe(duet.video[0], duet.tracks, "talk", mode="clip", steps=1, num_frames=9, progress=False)
+    default = pipe.encode_prompt([pipe.config.negative_prompt])[0].shape[0]
+    assert lengths[1] == default != lengths[0]  # the no-text pass got the default negative prompt
+    lengths.clear()
+    pipe(duet.video[0], duet.tracks, "talk", negative_prompt="", mode="clip", steps=1, num_frames=9, progress=False)
+    assert lengths[1] == pipe.encode_prompt([""])[0].shape[0]

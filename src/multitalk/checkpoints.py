@@ -329,6 +329,13 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype
 # ----------------------------------------------------------------------------- whole pipelines
 
 PIPELINE_CLASS = "MultiTalkPipeline"
+# Wan2.1's default negative prompt (its shared config's sample_neg_prompt), used when none is given.
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，"
+    "整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，"
+    "画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+    "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
 ORIGINAL_TEXT_ENCODER = "models_t5_umt5-xxl-enc-bf16.pth"
 
 
@@ -377,6 +384,7 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
             image_encoder=CLIPVisionModel.from_pretrained(path / "image_encoder", torch_dtype=torch_dtype)
             if has_image else None,
             image_processor=CLIPImageProcessor.from_pretrained(path / "image_processor") if has_image else None,
+            negative_prompt=WAN_NEGATIVE_PROMPT,
         )
     if (path / ORIGINAL_TEXT_ENCODER).is_file():
         raise CheckpointError(

@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", help="reference image (instead of cond_image)")
     gen.add_argument("--audio", action="append", help="one voice per person, in person order (repeat)")
     gen.add_argument("--prompt", help="text prompt")
-    gen.add_argument("--negative-prompt", default="", help="negative prompt for text guidance")
+    gen.add_argument("--negative-prompt", help="negative prompt for text guidance (default: the model's own; "
+                                                 "Wan's default negative prompt for the official weights)")
     gen.add_argument("--bbox", action="append", type=_bbox, help="a person's box a,b,c,d (repeat, person order)")
     gen.add_argument("--bbox-format", choices=["tlbr", "xyxy"], default="tlbr",
                      help="tlbr = [top, left, bottom, right] as the official code reads boxes (default); "

@@ -81,12 +81,15 @@ class MultiTalkPipeline(DiffusionPipeline):
         image_processor=None,
         buckets: list | None = None,
         fps: int = 25,
+        negative_prompt: str = "",
     ):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
                               audio_encoder=audio_encoder, scheduler=scheduler, feature_extractor=feature_extractor,
                               image_encoder=image_encoder, image_processor=image_processor)
-        self.register_to_config(buckets=[list(b) for b in (buckets or BUCKETS_480P)], fps=fps)
+        # negative_prompt: what an empty --negative-prompt means for this model (Wan: its own default)
+        self.register_to_config(buckets=[list(b) for b in (buckets or BUCKETS_480P)], fps=fps,
+                                negative_prompt=negative_prompt)
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
         self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)
 
@@ -208,7 +211,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         image: np.ndarray,
         audio: list[np.ndarray],
         prompt: str,
-        negative_prompt: str = "",
+        negative_prompt: str | None = None,
         audio_type: str = "para",
         bboxes: list | None = None,
         bbox_format: str = "tlbr",
@@ -232,6 +235,8 @@ class MultiTalkPipeline(DiffusionPipeline):
     ) -> MultiTalkOutput:
         """``image``: uint8 RGB; ``audio``: one 16 kHz mono waveform per person (any length).
 
+        ``negative_prompt=None`` takes the model's default (Wan's own for the official weights).
+
         ``callback(clip, clips, step, steps)`` is called after every step.
         """
         check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
@@ -244,6 +249,8 @@ class MultiTalkPipeline(DiffusionPipeline):
         step_frames = num_frames - motion_frames
         clips = 1 if wanted <= num_frames else 1 + math.ceil((wanted - num_frames) / step_frames)
 
+        if negative_prompt is None:
+            negative_prompt = self.config.negative_prompt
         text, negative = self.encode_prompt([prompt, negative_prompt])
         lat = (height // self.vae_scale_spatial, width // self.vae_scale_spatial)
         token_masks = torch.nn.functional.interpolate(masks[None], size=lat, mode="nearest").to(device)

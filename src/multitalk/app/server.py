@@ -57,7 +57,7 @@ def _parse_request(text: str) -> dict:
                 settings[key] = type(default)(data[key])
             except (TypeError, ValueError):
                 raise HTTPException(400, f"{key} must be a {type(default).__name__}") from None
-    return {"prompt": data["prompt"], "negative_prompt": data.get("negative_prompt", ""),
+    return {"prompt": data["prompt"], "negative_prompt": data.get("negative_prompt"),
             "audio_type": data.get("audio_type", "para"), "bboxes": bboxes, "settings": settings}
 
 

@@ -33,7 +33,7 @@ def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None =
             raise Interrupted
 
     settings = request["settings"]
-    out = pipe(image, voices, request["prompt"], negative_prompt=request.get("negative_prompt", ""),
+    out = pipe(image, voices, request["prompt"], negative_prompt=request.get("negative_prompt"),
                audio_type=request["audio_type"], bboxes=request.get("bboxes"), num_frames=settings["frames"],
                steps=settings["steps"], text_guidance=settings["text_guidance"],
                audio_guidance=settings["audio_guidance"], shift=settings["shift"], seed=settings["seed"],

@@ -275,25 +275,27 @@ class MultiTalkPipeline(DiffusionPipeline):
 
         bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
         bar.update(first_clip * steps)
-        for k in range(first_clip, clips):
-            start = k * step_frames
-            windows = torch.stack([frame_windows(f, start, start + num_frames) for f in feats])[None].to(device)
+        try:
+            for k in range(first_clip, clips):
+                start = k * step_frames
+                windows = torch.stack([frame_windows(f, start, start + num_frames) for f in feats])[None].to(device)
 
-            def on_step(step, total, k=k):
-                bar.update(1)
-                bar.set_postfix(clip=f"{k + 1}/{clips}", refresh=False)
-                if callback is not None:
-                    callback(k, clips, step, total)
+                def on_step(step, total, k=k):
+                    bar.update(1)
+                    bar.set_postfix(clip=f"{k + 1}/{clips}", refresh=False)
+                    if callback is not None:
+                        callback(k, clips, step, total)
 
-            video = self.generate_clip(cond.to(device), windows, clip, num_frames, steps, text_guidance,
-                                       audio_guidance, shift, generator, k == 0, apg, on_step).cpu()
-            if color_match and k > 0:
-                video = match_colors(video, reference)
-            pieces.append(_to_uint8(video if k == 0 else video[:, motion_frames:]))
-            cond = video[:, -motion_frames:]
-            if store:
-                store.save(pieces, cond, generator.get_state())
-        bar.close()
+                video = self.generate_clip(cond.to(device), windows, clip, num_frames, steps, text_guidance,
+                                           audio_guidance, shift, generator, k == 0, apg, on_step).cpu()
+                if color_match and k > 0:
+                    video = match_colors(video, reference)
+                pieces.append(_to_uint8(video if k == 0 else video[:, motion_frames:]))
+                cond = video[:, -motion_frames:]
+                if store:
+                    store.save(pieces, cond, generator.get_state())
+        finally:  # an interrupted run leaves a closed bar (its finished clips are on disk)
+            bar.close()
         frames = np.concatenate(pieces)[:wanted]
         mix = np.sum(voices, axis=0).astype(np.float32)
         return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps,

@@ -34,11 +34,13 @@ def fixed_loss(trainer):
 
 
 def test_training_reduces_the_loss(tmp_path, data):
-    trainer = Trainer(config(tmp_path, data, steps=40, trainable="all", checkpoint_every=40), progress=False)
+    trainer = Trainer(config(tmp_path, data, steps=40, trainable="all", checkpoint_every=40, sample_every=20,
+                             sample_steps=1), progress=False)
     before = fixed_loss(trainer)
     trainer.run()
     assert fixed_loss(trainer) < 0.9 * before
     assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "final" / "model_index.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_0000020.mp4", "step_0000040.mp4"]
 
 
 def test_partial_training_leaves_frozen_weights_bit_identical(tmp_path, data):

@@ -34,6 +34,8 @@ class TrainConfig:
     text_dropout: float = 0.1  # for text guidance
     shift: float = 3.0  # timestep shift of the training noise levels
     checkpoint_every: int = 50
+    sample_every: int = 0  # dit stages: write a sample video every N steps (0: never)
+    sample_steps: int = 10  # sampling steps of those videos
     log_every: int = 10
     seed: int = 0
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)

@@ -62,8 +62,11 @@ class TrainingLoop:
     """What every training stage shares: the step loop, progress, checkpoints, resume, loss curve.
 
     A stage sets ``self.model`` and ``self.optimizer`` (prepared by accelerate) and implements
-    ``train_step() -> (loss, kind)`` and ``save_final()``.
+    ``train_step() -> (loss, kind)`` and ``save_final()``; ``write_sample()`` if it can show progress.
     """
+
+    def write_sample(self) -> None:
+        return None
 
     def __init__(self, config: TrainConfig, progress: bool = True):
         from accelerate import Accelerator
@@ -103,6 +106,8 @@ class TrainingLoop:
                                 steps_per_s=f"{(self.step - first) / (time.perf_counter() - start):.2f}")
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                 self.save_checkpoint()
+            if self.config.sample_every and self.step % self.config.sample_every == 0:
+                self.write_sample()
         bar.close()
         self.save_final()
         return self.history
@@ -186,6 +191,26 @@ class Trainer(TrainingLoop):
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return float(loss.detach()), kind
+
+    def write_sample(self) -> None:
+        """A short video from the first training sample's image, voices and prompt (progress you can watch)."""
+        from ..media import read_audio, read_image, write_video
+        from .data import sample_folders
+
+        folder = sample_folders(self.config.data, tuple(self.config.people))[0]
+        spec = json.loads((folder / "input.json").read_text())
+        keys = sorted(spec["cond_audio"], key=lambda k: (len(k), k))
+        model = self.accelerator.unwrap_model(self.model)
+        self.pipe.transformer = model.eval()
+        try:
+            out = self.pipe(read_image(folder / spec["cond_image"]), [read_audio(folder / spec["cond_audio"][k])
+                                                                      for k in keys],
+                            spec["prompt"], bboxes=[spec["bbox"][k] for k in keys] if "bbox" in spec else None,
+                            mode="clip", num_frames=self.config.frames, steps=self.config.sample_steps,
+                            size=(self.config.size, self.config.size), seed=self.config.seed, progress=False)
+        finally:
+            model.train()
+        write_video(self.output / "samples" / f"step_{self.step:07d}.mp4", out.frames, out.fps, audio=out.audio)
 
     def save_final(self) -> Path:
         self.pipe.transformer = self.accelerator.unwrap_model(self.model).eval()

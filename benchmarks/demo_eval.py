@@ -23,7 +23,7 @@ import numpy as np
 
 from multitalk.checkpoints import load_pipeline
 from multitalk.evaluation import evaluate_sync
-from multitalk.media import write_image
+from multitalk.media import frame_strip, write_image
 from multitalk.synthetic import make_sample, mouth_openings, random_scene
 
 HELD_OUT = 900_000
@@ -77,10 +77,7 @@ def long_video(pipe, args) -> tuple[float, np.ndarray]:
                                       action=None))
     video = generate(pipe, sample, sample.tracks, args)
     report = evaluate_sync(video, sample.scene, sample.openings)
-    picks = np.linspace(0, video.shape[0] - 1, 8).round().astype(int)
-    gap = np.full((video.shape[1], 4, 3), 255, np.uint8)
-    strip = np.concatenate([part for i in picks for part in (video[i], gap)][:-1], axis=1)
-    return float(np.mean(report.color_drift)), float(report.measurement.found.mean()), strip
+    return float(np.mean(report.color_drift)), float(report.measurement.found.mean()), frame_strip(video)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from multitalk import media
 from multitalk.evaluation import evaluate_sync
 from multitalk.media import read_video, write_image, write_video
 from multitalk.synthetic import make_sample, random_scene, render, write_dataset
@@ -77,14 +78,11 @@ def table(rows: dict[str, list]) -> str:
     return "\n".join(lines)
 
 
-def frame_strip(path: str, seconds: float = 4.0, frames: int = 8) -> None:
+def write_frame_strip(path: str, seconds: float = 4.0, frames: int = 8) -> None:
     """A row of frames of one two-person scene where the people swap places while talking."""
     sample = make_sample(random_scene(7, 2, seconds, "add", width=192, height=128, action="swap"))
-    picks = np.linspace(0, sample.video.shape[0] - 1, frames).round().astype(int)
-    gap = np.full((sample.video.shape[1], 4, 3), 255, np.uint8)
-    strip = np.concatenate([part for i in picks for part in (sample.video[i], gap)][:-1], axis=1)
-    write_image(path, strip)
-    print(f"wrote {path}: frames {picks.tolist()} of '{sample.scene.prompt}'")
+    write_image(path, media.frame_strip(sample.video, frames))
+    print(f"wrote {path}: {frames} frames of '{sample.scene.prompt}'")
 
 
 def main() -> None:
@@ -105,7 +103,7 @@ def main() -> None:
         print(f"metrics on {args.scenes} {people}-person scenes (add and para, random actions), 5 s each:\n")
         print(table(score_conditions(args.scenes, people, args.seconds)) + "\n")
     if args.strip:
-        frame_strip(args.strip)
+        write_frame_strip(args.strip)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,8 @@ def _resolve(value: str, base: Path) -> Path:
 
 def read_request(args: argparse.Namespace) -> dict:
     """The request from an official-format input JSON and/or flags (flags win)."""
+    from .conditioning.people import in_person_order
+
     request: dict = {"prompt": None, "image": None, "audio": [], "bboxes": None, "audio_type": "para"}
     if args.input:
         source = Path(args.input)
@@ -113,8 +115,7 @@ def read_request(args: argparse.Namespace) -> dict:
         audio = data.get("cond_audio") or {}
         if not isinstance(audio, dict):
             raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio files")
-        keys = sorted(audio, key=lambda k: (len(k), k))  # person1 < person2 < ... < person10
-        request["audio"] = [_resolve(str(audio[k]), base) for k in keys]
+        request["audio"] = [_resolve(str(path), base) for path in in_person_order(audio)]
         if data.get("cond_image"):
             request["image"] = _resolve(str(data["cond_image"]), base)
         request["prompt"] = data.get("prompt")
@@ -123,7 +124,7 @@ def read_request(args: argparse.Namespace) -> dict:
             boxes = data["bbox"]
             if not isinstance(boxes, dict):
                 raise MultiTalkInputError("bbox must map person1, person2, ... to [top, left, bottom, right]")
-            request["bboxes"] = [boxes[k] for k in sorted(boxes, key=lambda k: (len(k), k))]
+            request["bboxes"] = in_person_order(boxes)
     if args.image:
         request["image"] = Path(args.image)
     if args.audio:

@@ -72,6 +72,13 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
                                                                  .replace("JPG", "JPEG"))
 
 
+def frame_strip(video: np.ndarray, count: int = 8, gap: int = 4) -> np.ndarray:
+    """``count`` evenly spaced frames of a uint8 ``(F, H, W, 3)`` video side by side, white gaps between."""
+    picks = np.linspace(0, video.shape[0] - 1, count).round().astype(int)
+    spacer = np.full((video.shape[1], gap, 3), 255, np.uint8)
+    return np.concatenate([part for i in picks for part in (video[i], spacer)][:-1], axis=1)
+
+
 # ----------------------------------------------------------------------------- audio
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 
+from ..conditioning.people import in_person_order
 from ..errors import MultiTalkInputError
 from .jobs import JobStore
 from .worker import Worker
@@ -49,7 +50,7 @@ def _parse_request(text: str) -> dict:
         raise HTTPException(400, "prompt is required")
     bboxes = data.get("bboxes")
     if isinstance(data.get("bbox"), dict):
-        bboxes = [data["bbox"][k] for k in sorted(data["bbox"], key=lambda k: (len(k), k))]
+        bboxes = in_person_order(data["bbox"])
     settings = dict(SETTINGS)
     for key, default in SETTINGS.items():
         if key in data:

@@ -53,6 +53,16 @@ def resize_and_center_crop_masks(masks: torch.Tensor, target: tuple[int, int]) -
     return resized[:, top : top + target[0], left : left + target[1]]
 
 
+def in_person_order(mapping: dict) -> list:
+    """The values of an official ``{"person1": ..., "person2": ...}`` map, person 1 first (person10 after person9)."""
+    return [mapping[k] for k in sorted(mapping, key=lambda k: (len(k), k))]
+
+
+def resize_and_center_crop_frames(frames: np.ndarray, target: tuple[int, int]) -> torch.Tensor:
+    """uint8 ``(F, H, W, 3)`` -> float ``(3, F, th, tw)`` in [-1, 1], every frame like the image."""
+    return torch.stack([resize_and_center_crop(f, target) for f in frames], dim=1)
+
+
 def to_tlbr(box, fmt: str) -> list[float]:
     if fmt not in BBOX_FORMATS:
         raise MultiTalkInputError(f"unknown bbox format {fmt!r}; use one of {BBOX_FORMATS}")

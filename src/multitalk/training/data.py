@@ -16,7 +16,12 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..conditioning.audio import combine_voices
-from ..conditioning.people import person_masks, resize_and_center_crop, resize_and_center_crop_masks
+from ..conditioning.people import (
+    in_person_order,
+    person_masks,
+    resize_and_center_crop_frames,
+    resize_and_center_crop_masks,
+)
 from ..media import atomic_output, read_audio, read_video
 from ..models.audio_adapter import frame_windows
 from ..pipeline import condition_mask
@@ -27,31 +32,38 @@ EMPTY_PROMPT = "empty_prompt.safetensors"
 def sample_folders(root: str | Path, people: tuple[int, int]) -> list[Path]:
     folders = []
     for spec in sorted(Path(root).glob("*/input.json")):
-        count = len(json.loads(spec.read_text())["cond_audio"])
+        count = len(json.loads(spec.read_text())["cond_audio"])  # cheap: no paths resolved
         if people[0] <= count <= people[1]:
             folders.append(spec.parent)
     return folders
 
 
+def read_sample_input(folder: Path) -> dict:
+    """A sample folder's official ``input.json``, resolved: image path, voice paths in person order, boxes."""
+    spec = json.loads((folder / "input.json").read_text())
+    return {"prompt": spec["prompt"], "image": folder / spec["cond_image"],
+            "audio": [folder / path for path in in_person_order(spec["cond_audio"])],
+            "bboxes": in_person_order(spec["bbox"]) if "bbox" in spec else None,
+            "audio_type": spec.get("audio_type", "para")}
+
+
 @torch.no_grad()
 def encode_sample(pipe, folder: Path, frames: int, size: int) -> dict[str, torch.Tensor] | None:
     """The cached tensors of one sample folder, or None when its video is shorter than a clip."""
-    spec = json.loads((folder / "input.json").read_text())
+    spec = read_sample_input(folder)
     video, _ = read_video(folder / "video.mp4")
     if video.shape[0] < frames:
         return None
-    clip = torch.stack([resize_and_center_crop(f, (size, size)) for f in video[:frames]], dim=1)  # 3, F, S, S
+    clip = resize_and_center_crop_frames(video[:frames], (size, size))  # 3, F, S, S
     latents = pipe.vae_encode(clip[None])[0].float()
     given = torch.cat([clip[:, :1], torch.zeros_like(clip[:, 1:])], dim=1)
     condition = pipe.vae_encode(given[None])[0].float()
     condition = torch.cat([condition_mask(frames, 1, condition.shape[-2:], pipe.vae_scale_temporal), condition])
 
-    keys = sorted(spec["cond_audio"], key=lambda k: (len(k), k))
-    voices = combine_voices([read_audio(folder / spec["cond_audio"][k]) for k in keys], spec.get("audio_type", "para"))
+    voices = combine_voices([read_audio(path) for path in spec["audio"]], spec["audio_type"])
     audio = torch.stack([frame_windows(pipe.encode_audio(v), 0, frames) for v in voices])  # P, F, window, L, C
 
-    boxes = [spec["bbox"][k] for k in keys] if "bbox" in spec else None
-    masks = person_masks(len(keys), *video.shape[1:3], boxes)
+    masks = person_masks(len(voices), *video.shape[1:3], spec["bboxes"])
     masks = resize_and_center_crop_masks(masks, (size, size))
     grid = latents.shape[-2:]
     masks = torch.nn.functional.interpolate(masks[None], size=grid, mode="nearest")[0]

@@ -195,18 +195,15 @@ class Trainer(TrainingLoop):
     def write_sample(self) -> None:
         """A short video from the first training sample's image, voices and prompt (progress you can watch)."""
         from ..media import read_audio, read_image, write_video
-        from .data import sample_folders
+        from .data import read_sample_input, sample_folders
 
-        folder = sample_folders(self.config.data, tuple(self.config.people))[0]
-        spec = json.loads((folder / "input.json").read_text())
-        keys = sorted(spec["cond_audio"], key=lambda k: (len(k), k))
+        spec = read_sample_input(sample_folders(self.config.data, tuple(self.config.people))[0])
         model = self.accelerator.unwrap_model(self.model)
         self.pipe.transformer = model.eval()
         try:
-            out = self.pipe(read_image(folder / spec["cond_image"]), [read_audio(folder / spec["cond_audio"][k])
-                                                                      for k in keys],
-                            spec["prompt"], bboxes=[spec["bbox"][k] for k in keys] if "bbox" in spec else None,
-                            mode="clip", num_frames=self.config.frames, steps=self.config.sample_steps,
+            out = self.pipe(read_image(spec["image"]), [read_audio(path) for path in spec["audio"]], spec["prompt"],
+                            audio_type=spec["audio_type"], bboxes=spec["bboxes"], mode="clip",
+                            num_frames=self.config.frames, steps=self.config.sample_steps,
                             size=(self.config.size, self.config.size), seed=self.config.seed, progress=False)
         finally:
             model.train()

@@ -174,3 +174,17 @@ def stored_state(data: Path, job_id: str) -> str:
 
     with sqlite3.connect(data / "jobs.sqlite3") as db:
         return db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
+
+
+def test_jobs_default_to_the_models_own_sampling_settings(tmp_path, model_dir, files):
+    app = create_app(tmp_path / "data", lambda: load_pipeline(model_dir), sampling={"num_frames": 5, "steps": 1})
+    with TestClient(app) as client:
+        defaults = client.get("/v1/settings").json()
+        assert defaults["frames"] == 5 and defaults["steps"] == 1 and defaults["motion_frames"] == 25
+        request = upload(files)
+        request["data"]["request"] = json.dumps({"prompt": "talk", "mode": "clip"})  # no settings given
+        job = client.post("/v1/jobs", **request).json()
+        done = wait(client, job["id"])
+        assert done["state"] == "done", done["error"]
+        (tmp_path / "v.mp4").write_bytes(client.get(done["video"]).content)
+        assert probe(tmp_path / "v.mp4")["video"]["frames"] == 5 and done["progress"]["steps"] == 1

@@ -218,6 +218,7 @@ def test_overlapping_boxes_warn_but_run(model_dir, inputs, monkeypatch, capsys):
 
 def test_no_model_and_no_bundled_model_is_a_clear_error(inputs, monkeypatch, capsys):
     monkeypatch.chdir(inputs)
+    monkeypatch.setattr("multitalk.checkpoints.DEMO_MODEL", inputs / "no-such-bundle")
     assert main(["generate", "--image", "ref.png", "--audio", "a.wav", "--prompt", "p", "--quiet"]) == 2
     assert "--model" in capsys.readouterr().err
     shutil.rmtree(inputs / "notamodel")
@@ -247,3 +248,22 @@ def test_no_negative_prompt_means_the_models_default(duet, monkeypatch):
     lengths.clear()
     pipe(duet.video[0], duet.tracks, "talk", negative_prompt="", mode="clip", steps=1, num_frames=9, progress=False)
     assert lengths[1] == pipe.encode_prompt([""])[0].shape[0]
+
+
+def test_a_model_brings_its_own_sampling_settings(duet, tmp_path, monkeypatch, capsys):
+    """A folder's ``sampling`` fills what the caller leaves out; the caller still wins."""
+    from multitalk.checkpoints import model_sampling
+
+    pipe = random_pipeline("tiny", seed=0)
+    pipe.register_to_config(sampling={"num_frames": 5, "steps": 1})
+    assert pipe(duet.video[0], duet.tracks, "talk", mode="clip", progress=False).frames.shape[0] == 5
+    assert pipe(duet.video[0], duet.tracks, "talk", mode="clip", num_frames=9, progress=False).steps_run == 1
+    folder = tmp_path / "model"
+    pipe.save_pretrained(folder)
+    assert model_sampling(folder) == {"num_frames": 5, "steps": 1}
+    monkeypatch.chdir(REPO)
+    assert main(["generate", "examples/solo.json", "--model", str(folder), "--mode", "clip", "-o",
+                 str(tmp_path / "s.mp4"), "--quiet"]) == 0
+    assert probe(tmp_path / "s.mp4")["video"]["frames"] == 5 and "over 1 steps" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown sampling settings"):
+        type(pipe)(**pipe.components, sampling={"frames": 5})

@@ -139,3 +139,44 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
     out = pipe(read_image(sample / "frame0.png"), [read_audio(p) for p in sorted(sample.glob("person*.wav"))],
                "talk", num_frames=5, steps=1, mode="clip", progress=False)
     assert out.frames.shape[0] == 5
+
+
+def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_path, data):
+    from multitalk.random_pipeline import random_pipeline
+    from multitalk.synthetic import load_scene_record
+    from multitalk.training.data import CachedClips, build_cache, encode_sample
+
+    pipe = random_pipeline("tiny")
+    folder = data / "000001"
+    items = encode_sample(pipe, folder, 9, 64, clips=3, motion_frames=5)
+    assert len(items) == 2  # a 1-s sample (25 frames) holds two back-to-back 9-frame clips
+    image, motion = items[1]["condition"], items[1]["condition_motion"]
+    assert image.shape == motion.shape == (4 + 16, 3, 8, 8)
+    assert image[:4, 0].eq(1).all() and image[:4, 1:].eq(0).all()  # mask: first frame given
+    assert motion[:4, :2].eq(1).all() and motion[:4, 2:].eq(0).all()  # 5 frames -> two latent frames given
+    # the second clip's audio is the audio of frames 9..17, not 0..8
+    assert not torch.equal(items[0]["audio"], items[1]["audio"])
+    scene = load_scene_record(folder)["scene"]
+    assert scene.bboxes(0) == load_scene_record(folder)["scene"].bboxes()
+
+    cache = tmp_path / "cache"
+    files = build_cache(pipe, data, cache, 9, 64, (1, 2), progress=False, clips=3, motion_frames=5)
+    assert len(files) == 8 and (cache / "key.json").is_file()
+    clips = CachedClips(files, cache)
+    batch = clips.batch(np.random.default_rng(0), 2, motion=True)
+    assert batch["condition"][:, :4, 1].eq(1).all()
+    # the same folder with another VAE is refused, naming what differs
+    other = random_pipeline("tiny", seed=1)
+    with pytest.raises(Exception, match="encoded with other .*vae"):
+        build_cache(other, data, cache, 9, 64, (1, 2), progress=False, clips=3, motion_frames=5)
+
+
+def test_boxes_follow_a_walking_person():
+    from multitalk.synthetic import random_scene
+
+    scene = random_scene(3, 2, 4.0, "para", 128, 128, action="walk")
+    walk = next(a for a in scene.actions if a.kind == "walk")
+    end = int(walk.end * scene.fps) + 1
+    before, after = scene.bboxes(0)[walk.person], scene.bboxes(end)[walk.person]
+    moved = (after[1] + after[3]) / 2 - (before[1] + before[3]) / 2
+    assert np.sign(moved) == np.sign(walk.dx) and abs(moved) > 5

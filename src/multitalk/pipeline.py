@@ -82,14 +82,19 @@ class MultiTalkPipeline(DiffusionPipeline):
         buckets: list | None = None,
         fps: int = 25,
         negative_prompt: str = "",
+        sampling: dict | None = None,
     ):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
                               audio_encoder=audio_encoder, scheduler=scheduler, feature_extractor=feature_extractor,
                               image_encoder=image_encoder, image_processor=image_processor)
         # negative_prompt: what an empty --negative-prompt means for this model (Wan: its own default)
+        # sampling: the settings this model was made for (a small demo model wants short clips, few steps)
+        unknown = set(sampling or {}) - set(SAMPLING_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLING_DEFAULTS)}")
         self.register_to_config(buckets=[list(b) for b in (buckets or BUCKETS_480P)], fps=fps,
-                                negative_prompt=negative_prompt)
+                                negative_prompt=negative_prompt, sampling=dict(sampling or {}))
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
         self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)
 
@@ -128,6 +133,15 @@ class MultiTalkPipeline(DiffusionPipeline):
         mean, std = self._latent_stats(latents.device, latents.dtype)
         return self.vae.decode(latents * std + mean).sample.float().clamp(-1, 1)
 
+    def encode_condition(self, given_frames: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a clip is conditioned on: the ``[3, n, H, W]`` given frames followed by zeros, VAE-encoded
+        -> (mask channels + latents ``[1, 4 + C, T, h, w]``, the latents alone ``[1, C, T, h, w]``)."""
+        n = given_frames.shape[1]
+        padded = torch.cat([given_frames, given_frames.new_zeros(3, num_frames - n, *given_frames.shape[2:])], 1)
+        latents = self.vae_encode(padded[None]).float()
+        mask = condition_mask(num_frames, n, latents.shape[-2:], self.vae_scale_temporal).to(latents.device)
+        return torch.cat([mask[None], latents], dim=1), latents
+
     # ------------------------------------------------------------------ one clip
 
     def _predict(self, latents, condition, t, clip: _Clip, audio, image_tokens, text, name, cache):
@@ -153,11 +167,8 @@ class MultiTalkPipeline(DiffusionPipeline):
         channels = self.transformer.config.out_channels
         noise = torch.randn(1, channels, lat_t, lat_h, lat_w, generator=generator).to(device)
 
-        mask = condition_mask(num_frames, n_cond, (lat_h, lat_w), self.vae_scale_temporal).to(device)[None]
-        padded = torch.cat([cond_frames, cond_frames.new_zeros(3, num_frames - n_cond, *cond_frames.shape[2:])], 1)
-        given = self.vae_encode(padded[None]).float()  # 1, C, T, h, w
+        condition, given = self.encode_condition(cond_frames, num_frames)
         motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
-        condition = torch.cat([mask.to(given.dtype), given], dim=1)
         image_tokens = self.encode_image(cond_frames[:, -1])
 
         self.scheduler.set_shift(shift)
@@ -216,14 +227,14 @@ class MultiTalkPipeline(DiffusionPipeline):
         bboxes: list | None = None,
         bbox_format: str = "tlbr",
         mask_image: np.ndarray | None = None,
-        num_frames: int = 81,
-        steps: int = 40,
-        text_guidance: float = 5.0,
-        audio_guidance: float = 4.0,
-        shift: float = 5.0,
+        num_frames: int | None = None,
+        steps: int | None = None,
+        text_guidance: float | None = None,
+        audio_guidance: float | None = None,
+        shift: float | None = None,
         seed: int = 42,
         mode: str = "clip",
-        motion_frames: int = 25,
+        motion_frames: int | None = None,
         max_frames: int = 1000,
         apg: bool = False,
         color_match: bool = False,
@@ -238,7 +249,15 @@ class MultiTalkPipeline(DiffusionPipeline):
         ``negative_prompt=None`` takes the model's default (Wan's own for the official weights).
 
         ``callback(clip, clips, step, steps)`` is called after every step.
+
+        Sampling settings left at None take the model's own (``config.sampling``), else
+        ``SAMPLING_DEFAULTS`` (the official 480p settings).
         """
+        chosen = sampling_settings(self.config.sampling, num_frames=num_frames, steps=steps,
+                                   text_guidance=text_guidance, audio_guidance=audio_guidance, shift=shift,
+                                   motion_frames=motion_frames)
+        num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
+        text_guidance, audio_guidance, shift = chosen["text_guidance"], chosen["audio_guidance"], chosen["shift"]
         check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
         reference, masks, voices, (height, width) = self.prepare(image, audio, audio_type, bboxes, bbox_format,
                                                                   mask_image, size)
@@ -326,6 +345,17 @@ def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str =
         if not np.isfinite(voice).all():
             raise MultiTalkInputError(f"audio {i + 1} contains NaN or infinite samples; re-export it")
     return person_masks(len(voices), *image.shape[:2], bboxes, bbox_format, mask_image)
+
+
+SAMPLING_DEFAULTS = {"num_frames": 81, "motion_frames": 25, "steps": 40, "text_guidance": 5.0, "audio_guidance": 4.0,
+                     "shift": 5.0}
+
+
+def sampling_settings(model_sampling: dict | None, **given) -> dict:
+    """Each sampling setting: what the caller gave, else the model's own, else the official default."""
+    chosen = {**SAMPLING_DEFAULTS, **(model_sampling or {})}
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    return chosen
 
 
 def check_settings(num_frames: int, steps: int, mode: str, motion_frames: int, max_frames: int,

@@ -23,8 +23,16 @@ from .jobs import JobStore
 from .worker import Worker
 
 STATIC = Path(__file__).parent / "static"
-SETTINGS = {"steps": 40, "seed": 42, "mode": "streaming", "frames": 81, "motion_frames": 25, "text_guidance": 5.0,
-            "audio_guidance": 4.0, "shift": 5.0}
+
+
+def default_settings(sampling: dict | None = None) -> dict:
+    """What a job gets for settings its request leaves out: the model's sampling settings, else the official."""
+    from ..pipeline import sampling_settings
+
+    chosen = sampling_settings(sampling)
+    return {"steps": chosen["steps"], "seed": 42, "mode": "streaming", "frames": chosen["num_frames"],
+            "motion_frames": chosen["motion_frames"], "text_guidance": chosen["text_guidance"],
+            "audio_guidance": chosen["audio_guidance"], "shift": chosen["shift"]}
 REQUEST_FIELDS = {"prompt", "negative_prompt", "audio_type", "bbox", "bboxes", "cond_image", "cond_audio"}
 
 
@@ -36,23 +44,23 @@ class Limits:
     max_people: int = 8
 
 
-def _parse_request(text: str) -> dict:
+def _parse_request(text: str, defaults: dict) -> dict:
     try:
         data = json.loads(text or "{}")
     except ValueError as err:
         raise HTTPException(400, f"request is not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "request must be a JSON object")
-    unknown = set(data) - REQUEST_FIELDS - set(SETTINGS)
+    unknown = set(data) - REQUEST_FIELDS - set(defaults)
     if unknown:
-        raise HTTPException(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS | set(SETTINGS))}")
+        raise HTTPException(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS | set(defaults))}")
     if not data.get("prompt"):
         raise HTTPException(400, "prompt is required")
     bboxes = data.get("bboxes")
     if isinstance(data.get("bbox"), dict):
         bboxes = in_person_order(data["bbox"])
-    settings = dict(SETTINGS)
-    for key, default in SETTINGS.items():
+    settings = dict(defaults)
+    for key, default in defaults.items():
         if key in data:
             try:
                 settings[key] = type(default)(data[key])
@@ -63,8 +71,10 @@ def _parse_request(text: str) -> dict:
 
 
 def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, limits: Limits | None = None,
-               examples: str | Path | None = None, workers: int = 1) -> FastAPI:
-    """``load_pipeline()`` is called once per worker thread (each holds its own model)."""
+               examples: str | Path | None = None, workers: int = 1, sampling: dict | None = None) -> FastAPI:
+    """``load_pipeline()`` is called once per worker thread (each holds its own model); ``sampling``:
+    the model's own sampling settings (``checkpoints.model_sampling``), the defaults of every job."""
+    defaults = default_settings(sampling)
     store = JobStore(data_dir)
     limits = limits or Limits()
     pool = [Worker(store, load_pipeline) for _ in range(workers)]
@@ -97,6 +107,11 @@ def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, li
     def health() -> dict:
         return {"ok": True, "models_loaded": sum(w.pipe is not None for w in app.state.workers)}
 
+    @app.get("/v1/settings", dependencies=guarded)
+    def settings() -> dict:
+        """The settings a job gets when its request leaves them out (the page starts from these)."""
+        return defaults
+
     @app.get("/", response_class=HTMLResponse, dependencies=guarded)
     def page() -> str:
         return (STATIC / "index.html").read_text()
@@ -119,7 +134,7 @@ def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, li
 
         if len(audio) > limits.max_people:
             raise HTTPException(400, f"at most {limits.max_people} people (audio files) per job")
-        spec = _parse_request(request)
+        spec = _parse_request(request, defaults)
         job_id = store.create()
         folder = store.folder(job_id)
         try:

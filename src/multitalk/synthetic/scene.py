@@ -134,19 +134,23 @@ class Scene:
         """Head radius of each person in pixels."""
         return np.array([p.radius for p in self.people]) * self.height
 
-    def bboxes(self) -> list[list[int]]:
-        """Each person's box in frame 0, official ``[top, left, bottom, right]`` pixels (rows first).
+    def bboxes(self, frame: int = 0) -> list[list[int]]:
+        """Each person's box in ``frame``, official ``[top, left, bottom, right]`` pixels (rows first).
 
-        The box holds the head and the shoulders and stays inside the person's own strip, so
-        boxes never overlap.
+        The box holds the head and the shoulders. In frame 0 it stays inside the person's own
+        strip, so boxes never overlap; later boxes follow the head (walks, swaps) and are only
+        kept inside the image.
         """
+        head, _ = self.tracks()
+        moved = head[frame] - head[0]  # P, 2 (x, y) pixels
         boxes = []
         for i, person in enumerate(self.people):
             r = person.radius * self.height
-            cx, cy = person.x * self.width, person.y * self.height
+            cx, cy = person.x * self.width + moved[i, 0], person.y * self.height + moved[i, 1]
             strip = self.width / self.num_people
-            left = max(i * strip, cx - 1.5 * r)
-            right = min((i + 1) * strip, cx + 1.5 * r)
+            lo, hi = (i * strip, (i + 1) * strip) if frame == 0 else (0.0, float(self.width))
+            left = max(lo, cx - 1.5 * r)
+            right = min(hi, cx + 1.5 * r)
             top = max(0.0, cy - 1.4 * r)
             bottom = min(float(self.height), cy + 3.2 * r)
             boxes.append([int(np.floor(top)), int(np.floor(left)), int(np.ceil(bottom)), int(np.floor(right))])

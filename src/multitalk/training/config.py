@@ -23,6 +23,10 @@ class TrainConfig:
     text_encoder: str = "random"  # random | minilm (only used when init is a preset)
     people: list[int] = field(default_factory=lambda: [1, 4])  # stage 1: [1, 1]; stage 2: [2, 4]
     frames: int = 17  # video frames per training clip (4k+1)
+    cache: str | None = None  # dit stages: encoded clips (default: the run folder's cache/); stages may share one
+    clips_per_sample: int = 1  # dit stages: back-to-back clips cut from each sample video
+    motion_frames: int = 0  # dit stages: also learn streaming continuations with this many given frames
+    motion_share: float = 0.0  # share of batches conditioned on motion frames instead of one image
     size: int = 64
     steps: int = 100
     batch_size: int = 2
@@ -47,7 +51,9 @@ class TrainConfig:
             raise MultiTalkInputError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if (self.frames - 1) % 4:
             raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")
-        for name in ("i2v_share", "audio_dropout", "text_dropout"):
+        if self.motion_share and not 1 <= self.motion_frames < self.frames:
+            raise MultiTalkInputError(f"motion_share needs motion_frames in 1..{self.frames - 1}")
+        for name in ("i2v_share", "audio_dropout", "text_dropout", "motion_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 

@@ -8,6 +8,7 @@ encoders again: a cache file per sample holds everything a training step needs.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,11 @@ from ..conditioning.people import (
     resize_and_center_crop_frames,
     resize_and_center_crop_masks,
 )
+from ..errors import MultiTalkInputError
 from ..media import atomic_output, read_audio, read_video
 from ..models.audio_adapter import frame_windows
-from ..pipeline import condition_mask
+from ..synthetic.dataset import load_scene_record
+from .digest import weights_digest
 
 EMPTY_PROMPT = "empty_prompt.safetensors"
 
@@ -48,48 +51,78 @@ def read_sample_input(folder: Path) -> dict:
 
 
 @torch.no_grad()
-def encode_sample(pipe, folder: Path, frames: int, size: int) -> dict[str, torch.Tensor] | None:
-    """The cached tensors of one sample folder, or None when its video is shorter than a clip."""
+def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
+                  motion_frames: int = 0) -> list[dict[str, torch.Tensor]]:
+    """The cached tensors of up to ``clips`` back-to-back clips of one sample folder.
+
+    Each clip starts with its own first frame as the reference image (``condition``); with
+    ``motion_frames`` it also gets the condition of a streaming continuation (``condition_motion``:
+    its first ``motion_frames`` frames given), so the model learns both ways of starting a clip.
+    """
     spec = read_sample_input(folder)
     video, _ = read_video(folder / "video.mp4")
-    if video.shape[0] < frames:
-        return None
-    clip = resize_and_center_crop_frames(video[:frames], (size, size))  # 3, F, S, S
-    latents = pipe.vae_encode(clip[None])[0].float()
-    given = torch.cat([clip[:, :1], torch.zeros_like(clip[:, 1:])], dim=1)
-    condition = pipe.vae_encode(given[None])[0].float()
-    condition = torch.cat([condition_mask(frames, 1, condition.shape[-2:], pipe.vae_scale_temporal), condition])
-
     voices = combine_voices([read_audio(path) for path in spec["audio"]], spec["audio_type"])
-    audio = torch.stack([frame_windows(pipe.encode_audio(v), 0, frames) for v in voices])  # P, F, window, L, C
-
-    masks = person_masks(len(voices), *video.shape[1:3], spec["bboxes"])
-    masks = resize_and_center_crop_masks(masks, (size, size))
-    grid = latents.shape[-2:]
-    masks = torch.nn.functional.interpolate(masks[None], size=grid, mode="nearest")[0]
+    features = [pipe.encode_audio(v) for v in voices]
     text = pipe.encode_prompt([spec["prompt"]])[0].float()
-    return {"latents": latents, "condition": condition, "audio": audio.float(), "text": text, "masks": masks}
+    scene = (folder / "scene.json").is_file() and load_scene_record(folder)["scene"]
+    items = []
+    for start in range(0, min(clips * frames, video.shape[0] - frames + 1), frames):
+        clip = resize_and_center_crop_frames(video[start : start + frames], (size, size))  # 3, F, S, S
+        latents = pipe.vae_encode(clip[None])[0].float()
+        audio = torch.stack([frame_windows(f, start, start + frames) for f in features])  # P, F, window, L, C
+        # a synthetic sample knows where everyone is at the clip's start; otherwise input.json's boxes hold
+        boxes = scene.bboxes(start) if scene and start else spec["bboxes"]
+        with warnings.catch_warnings():  # people crossing (swaps) overlap for a while: expected here
+            warnings.simplefilter("ignore")
+            masks = person_masks(len(voices), *video.shape[1:3], boxes)
+        masks = resize_and_center_crop_masks(masks, (size, size))
+        grid_masks = torch.nn.functional.interpolate(masks[None], size=latents.shape[-2:], mode="nearest")[0]
+        item = {"latents": latents, "condition": pipe.encode_condition(clip[:, :1], frames)[0][0],
+                "audio": audio.float(), "text": text, "masks": grid_masks}
+        if motion_frames:
+            item["condition_motion"] = pipe.encode_condition(clip[:, :motion_frames], frames)[0][0]
+        items.append(item)
+    return items
 
 
 def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: int, people: tuple[int, int],
-                progress: bool = True) -> list[Path]:
-    """Encode every sample once (kept across runs; a rerun only adds what is missing)."""
+                progress: bool = True, clips: int = 1, motion_frames: int = 0) -> list[Path]:
+    """Encode every sample once (kept across runs and stages; a rerun only adds what is missing).
+
+    ``key.json`` records what the clips were encoded with (clip shape, digests of the VAE and
+    encoders), so a cache shared between stages is never used with models it does not fit.
+    """
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
+    key = cache_key(pipe, frames, size, clips, motion_frames)
+    if (cache / "key.json").exists():
+        found = json.loads((cache / "key.json").read_text())
+        if found != key:
+            changed = sorted(k for k in key if found.get(k) != key[k])
+            raise MultiTalkInputError(f"the clip cache {cache} was encoded with other {', '.join(changed)}; "
+                                      "delete it or give this run its own `cache:` folder")
+    else:
+        with atomic_output(cache / "key.json") as tmp:
+            tmp.write_text(json.dumps(key, indent=1) + "\n")
     if not (cache / EMPTY_PROMPT).exists():
         with atomic_output(cache / EMPTY_PROMPT) as tmp:
             save_file({"text": pipe.encode_prompt([""])[0].float().contiguous()}, tmp)
     files = []
     for folder in tqdm(sample_folders(root, people), desc="encoding clips", disable=not progress):
-        target = cache / f"{folder.name}.safetensors"
-        if not target.exists():
-            tensors = encode_sample(pipe, folder, frames, size)
-            if tensors is None:
-                continue
-            with atomic_output(target) as tmp:
-                save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-        files.append(target)
+        done = cache / f"{folder.name}.clips"  # written after the sample's clips: a killed run redoes it
+        if not done.exists():
+            items = encode_sample(pipe, folder, frames, size, clips, motion_frames)
+            for k, tensors in enumerate(items):
+                with atomic_output(cache / f"{folder.name}_{k}.safetensors") as tmp:
+                    save_file({name: v.contiguous() for name, v in tensors.items()}, tmp)
+            done.write_text(f"{len(items)}\n")
+        files.extend(cache / f"{folder.name}_{k}.safetensors" for k in range(int(done.read_text())))
     return files
+
+
+def cache_key(pipe, frames: int, size: int, clips: int, motion_frames: int) -> dict:
+    models = {name: weights_digest(getattr(pipe, name)) for name in ("vae", "text_encoder", "audio_encoder")}
+    return {"frames": frames, "size": size, "clips_per_sample": clips, "motion_frames": motion_frames, **models}
 
 
 class CachedClips:
@@ -107,7 +140,8 @@ class CachedClips:
     def __len__(self) -> int:
         return len(self.items)
 
-    def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
+    def batch(self, rng: np.random.Generator, size: int, motion: bool = False) -> dict[str, torch.Tensor]:
+        """``motion``: condition on the clips' motion frames (a streaming continuation) instead of one image."""
         people = sorted(self.groups)
         weights = np.array([len(self.groups[p]) for p in people], dtype=float)
         group = self.groups[people[rng.choice(len(people), p=weights / weights.sum())]]
@@ -115,5 +149,6 @@ class CachedClips:
         longest = max(item["text"].shape[0] for item in picks)
         text = torch.stack([torch.nn.functional.pad(item["text"], (0, 0, 0, longest - item["text"].shape[0]))
                             for item in picks])
-        batch = {k: torch.stack([item[k] for item in picks]) for k in ("latents", "condition", "audio", "masks")}
-        return {**batch, "text": text}
+        batch = {k: torch.stack([item[k] for item in picks]) for k in ("latents", "audio", "masks")}
+        condition = "condition_motion" if motion else "condition"
+        return {**batch, "condition": torch.stack([item[condition] for item in picks]), "text": text}

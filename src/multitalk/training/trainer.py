@@ -9,7 +9,6 @@ the "no audio" and "no text" predictions that guidance needs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..errors import MultiTalkError
 from ..media import atomic_output
 from .config import TrainConfig
 from .data import CachedClips, build_cache
+from .digest import weights_digest
 
 KINDS = ("audio", "i2v", "audio_dropout")
 
@@ -47,15 +47,6 @@ def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tens
                  encoder_hidden_states=batch["text"], audio=audio,
                  reference_masks=batch["masks"] if use_audio else None, return_dict=False)[0]
     return torch.nn.functional.mse_loss(pred.float(), (noise - x0).float())
-
-
-def frozen_digest(model) -> str:
-    digest = hashlib.sha256()
-    for name, param in sorted(model.named_parameters()):
-        if not param.requires_grad:
-            digest.update(name.encode())
-            digest.update(param.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 class TrainingLoop:
@@ -116,7 +107,7 @@ class TrainingLoop:
         return sorted((self.output / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
 
     def save_checkpoint(self) -> Path:
-        if self.digest and frozen_digest(self.accelerator.unwrap_model(self.model)) != self.digest:
+        if self.digest and weights_digest(self.accelerator.unwrap_model(self.model), frozen_only=True) != self.digest:
             raise MultiTalkError("a frozen parameter changed during partial training; stopping")
         folder = self.output / "checkpoints" / f"step_{self.step:07d}"
         self.accelerator.save_state(str(folder))
@@ -153,11 +144,12 @@ class Trainer(TrainingLoop):
         if config.trainable == "audio":
             for _, param in model.trainable_audio_parameters():
                 param.requires_grad_(True)
-        self.digest = frozen_digest(model)
+        self.digest = weights_digest(model, frozen_only=True)
         self._prepare(model, [p for p in model.parameters() if p.requires_grad])
-        files = build_cache(self.pipe, config.data, self.output / "cache", config.frames, config.size,
-                            tuple(config.people), progress=progress)
-        self.clips = CachedClips(files, self.output / "cache")
+        cache = Path(config.cache) if config.cache else self.output / "cache"
+        files = build_cache(self.pipe, config.data, cache, config.frames, config.size, tuple(config.people),
+                            progress, config.clips_per_sample, config.motion_frames)
+        self.clips = CachedClips(files, cache)
 
     def describe(self) -> str:
         return f"{super().describe()} ({self.config.trainable}); {len(self.clips)} clips"
@@ -176,7 +168,7 @@ class Trainer(TrainingLoop):
     def train_step(self) -> tuple[float, str]:
         config = self.config
         kind = batch_kind(self.rng, config)
-        batch = self.clips.batch(self.rng, config.batch_size)
+        batch = self.clips.batch(self.rng, config.batch_size, motion=self.rng.random() < config.motion_share)
         if self.rng.random() < config.text_dropout:
             batch["text"] = self.clips.empty_text[None].expand(config.batch_size, -1, -1)
         u = torch.rand(config.batch_size, generator=self.noise)

@@ -1,0 +1,21 @@
+"""Fingerprints of weights: they tell whether frozen weights moved and whether a cache still fits its models."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+
+def weights_digest(module: torch.nn.Module, frozen_only: bool = False) -> str:
+    """SHA-256 over names and values of the whole state (buffers too, e.g. mel filters), or
+    ``frozen_only``: of the parameters with ``requires_grad=False``."""
+    if frozen_only:
+        tensors = {name: p for name, p in module.named_parameters() if not p.requires_grad}
+    else:
+        tensors = module.state_dict()
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()

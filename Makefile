@@ -19,7 +19,8 @@ venv: $(VENV)/.installed
 test: venv
 	$(PY) -m pytest
 
-# Two people talking, made on the CPU by the small model that ships inside the package.
+# Two people talking, made on the CPU by the small model that ships inside the package
+# (until that model is trained — docs/demo-model.md — this stops with a one-line message).
 demo: venv
 	$(VENV)/bin/multitalk generate examples/duet.json -o duet.mp4
 
@@ -27,7 +28,8 @@ bench: venv
 	$(PY) benchmarks/step_time.py
 
 # The demo model's full recipe from scratch (resumable: rerun after an interruption), ending in
-# the slim copy that ships in the package. Sampling settings: what the model was trained for.
+# the slim copy that ships in the package. Sampling settings: the clip shape it was trained on;
+# steps and guidance scales are first guesses, to be tuned on the held-out scenes (docs/demo-model.md).
 DEMO_DATA := data/demo
 DEMO_SAMPLING := '{"num_frames": 17, "motion_frames": 5, "steps": 20, "text_guidance": 3.0, "audio_guidance": 3.0, "shift": 3.0}'
 train-demo: venv

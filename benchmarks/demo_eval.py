@@ -21,9 +21,10 @@ import time
 
 import numpy as np
 
-from multitalk.checkpoints import load_pipeline
+from multitalk.checkpoints import default_model, load_pipeline
 from multitalk.evaluation import evaluate_sync
 from multitalk.media import frame_strip, write_image
+from multitalk.pipeline import sampling_settings
 from multitalk.synthetic import make_sample, mouth_openings, random_scene
 
 HELD_OUT = 900_000
@@ -82,21 +83,27 @@ def long_video(pipe, args) -> tuple[float, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", help="pipeline folder (default: the bundled demo model)")
     parser.add_argument("--scenes", type=int, default=10, help="scenes per row")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--long-seconds", type=float, default=20.0)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--frames", type=int, default=33)
-    parser.add_argument("--motion-frames", type=int, default=9)
+    parser.add_argument("--size", type=int, help="scene size (default: the model's first bucket)")
+    parser.add_argument("--steps", type=int, help="default: the model's own sampling settings")
+    parser.add_argument("--frames", type=int, help="default: the model's own sampling settings")
+    parser.add_argument("--motion-frames", type=int, help="default: the model's own sampling settings")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--strip", help="write the long video's frame strip here (PNG)")
     args = parser.parse_args()
+    args.model = args.model or default_model()
     pipe = load_pipeline(args.model)
+    chosen = sampling_settings(pipe.config.sampling, num_frames=args.frames, motion_frames=args.motion_frames,
+                               steps=args.steps)
+    args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
+    args.size = args.size or pipe.config.buckets[0][0]
     start = time.perf_counter()
     print(f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-          f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each, {args.steps} steps\n")
+          f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
+          f"{args.steps} steps, clips of {args.frames} frames ({args.motion_frames} carried over)\n")
     print("| people | audio | voices | lip-sync | binding acc. | colour drift | heads found |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(sync_rows(pipe, args)))

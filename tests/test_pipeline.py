@@ -220,7 +220,8 @@ def test_no_model_and_no_bundled_model_is_a_clear_error(inputs, monkeypatch, cap
     monkeypatch.chdir(inputs)
     monkeypatch.setattr("multitalk.checkpoints.DEMO_MODEL", inputs / "no-such-bundle")
     assert main(["generate", "--image", "ref.png", "--audio", "a.wav", "--prompt", "p", "--quiet"]) == 2
-    assert "--model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no bundled demo model" in err and "--model" in err and len(err.strip().splitlines()) == 1
     shutil.rmtree(inputs / "notamodel")
 
 

@@ -149,19 +149,19 @@ def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_pa
     pipe = random_pipeline("tiny")
     folder = data / "000001"
     items = encode_sample(pipe, folder, 9, 64, clips=3, motion_frames=5)
-    assert len(items) == 2  # a 1-s sample (25 frames) holds two back-to-back 9-frame clips
+    assert len(items) == 3  # clips start at frames 0, 8 and 16 of the 25
     image, motion = items[1]["condition"], items[1]["condition_motion"]
     assert image.shape == motion.shape == (4 + 16, 3, 8, 8)
     assert image[:4, 0].eq(1).all() and image[:4, 1:].eq(0).all()  # mask: first frame given
     assert motion[:4, :2].eq(1).all() and motion[:4, 2:].eq(0).all()  # 5 frames -> two latent frames given
-    # the second clip's audio is the audio of frames 9..17, not 0..8
+    # the second clip's audio is the audio of frames 8..16, not 0..8
     assert not torch.equal(items[0]["audio"], items[1]["audio"])
     scene = load_scene_record(folder)["scene"]
     assert scene.bboxes(0) == load_scene_record(folder)["scene"].bboxes()
 
     cache = tmp_path / "cache"
     files = build_cache(pipe, data, cache, 9, 64, (1, 2), progress=False, clips=3, motion_frames=5)
-    assert len(files) == 8 and (cache / "key.json").is_file()
+    assert len(files) == 12 and (cache / "key.json").is_file()
     clips = CachedClips(files, cache)
     batch = clips.batch(np.random.default_rng(0), 2, motion=True)
     assert batch["condition"][:, :4, 1].eq(1).all()
@@ -180,3 +180,29 @@ def test_boxes_follow_a_walking_person():
     before, after = scene.bboxes(0)[walk.person], scene.bboxes(end)[walk.person]
     moved = (after[1] + after[3]) / 2 - (before[1] + before[3]) / 2
     assert np.sign(moved) == np.sign(walk.dx) and abs(moved) > 5
+
+
+def test_bundle_writes_a_slim_folder_that_loads_back(tmp_path):
+    """The shipped form: float16 transformer, no copy of MiniLM, the model's sampling settings."""
+    from safetensors import safe_open
+
+    from multitalk.checkpoints import load_pipeline, model_sampling
+    from multitalk.random_pipeline import random_pipeline
+    from multitalk.training.bundle import bundle, folder_size
+
+    pipe = random_pipeline("small", text_encoder="minilm", buckets=[[64, 64]])
+    pipe.save_pretrained(tmp_path / "full")
+    slim = bundle(tmp_path / "full", tmp_path / "slim", sampling={"num_frames": 9, "steps": 2})
+    assert not (slim / "text_encoder").exists() and (slim / "shared.json").is_file()
+    assert folder_size(slim) < 0.5 * folder_size(tmp_path / "full")
+    with safe_open(str(slim / "transformer" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    assert model_sampling(slim) == {"num_frames": 9, "steps": 2}
+    again = load_pipeline(slim)
+    assert again.transformer.dtype == torch.float32
+    for (name, a), b in zip(pipe.transformer.state_dict().items(), again.transformer.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
+    assert torch.equal(again.encode_prompt(["hello"])[0], pipe.encode_prompt(["hello"])[0])
+    random_pipeline("tiny").save_pretrained(tmp_path / "tiny")
+    with pytest.raises(ValueError, match="MiniLM"):
+        bundle(tmp_path / "tiny", tmp_path / "t2")

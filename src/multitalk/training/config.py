@@ -19,6 +19,8 @@ class TrainConfig:
     vae: str | None = None  # dit stage from a preset: a trained VAE folder to use instead of a random one
     vae_base_dim: int = 16  # vae stage: width of a new AutoencoderKLWan
     kl_weight: float = 1e-6  # vae stage: weight of the KL term
+    posterior_std_max: float | None = None  # vae stage: cap on the posterior noise (see training/vae.py) ...
+    posterior_cap_from: int = 0  # ... from this step on
     init: str = "tiny"  # a preset name (random weights) or a pipeline folder to start from
     text_encoder: str = "random"  # random | minilm (only used when init is a preset)
     people: list[int] = field(default_factory=lambda: [1, 4])  # stage 1: [1, 1]; stage 2: [2, 4]

@@ -53,11 +53,13 @@ def read_sample_input(folder: Path) -> dict:
 @torch.no_grad()
 def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
                   motion_frames: int = 0) -> list[dict[str, torch.Tensor]]:
-    """The cached tensors of up to ``clips`` back-to-back clips of one sample folder.
+    """The cached tensors of ``clips`` clips spread evenly over one sample's video (fewer if it is short).
 
-    Each clip starts with its own first frame as the reference image (``condition``); with
-    ``motion_frames`` it also gets the condition of a streaming continuation (``condition_motion``:
-    its first ``motion_frames`` frames given), so the model learns both ways of starting a clip.
+    Spread, not back to back: the start, the middle and the end of a scene differ most (someone
+    walks in the middle, stands elsewhere at the end). Each clip starts with its own first frame
+    as the reference image (``condition``); with ``motion_frames`` it also gets the condition of
+    a streaming continuation (``condition_motion``: its first ``motion_frames`` frames given),
+    so the model learns both ways of starting a clip.
     """
     spec = read_sample_input(folder)
     video, _ = read_video(folder / "video.mp4")
@@ -65,8 +67,10 @@ def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
     features = [pipe.encode_audio(v) for v in voices]
     text = pipe.encode_prompt([spec["prompt"]])[0].float()
     scene = (folder / "scene.json").is_file() and load_scene_record(folder)["scene"]
+    if video.shape[0] < frames:
+        return []
     items = []
-    for start in range(0, min(clips * frames, video.shape[0] - frames + 1), frames):
+    for start in np.unique(np.linspace(0, video.shape[0] - frames, clips).round().astype(int)).tolist():
         clip = resize_and_center_crop_frames(video[start : start + frames], (size, size))  # 3, F, S, S
         latents = pipe.vae_encode(clip[None])[0].float()
         audio = torch.stack([frame_windows(f, start, start + frames) for f in features])  # P, F, window, L, C

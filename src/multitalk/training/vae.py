@@ -4,6 +4,13 @@ No pretrained Wan VAE fits a laptop, so the demo model brings its own. Loss: pix
 a small KL term. At the end the per-channel latent mean and spread are measured and written
 into the VAE's config (``latents_mean`` / ``latents_std``), which is how the pipeline
 normalises latents for the transformer — exactly as for the real Wan VAE.
+
+``posterior_std_max`` caps the posterior noise from step ``posterior_cap_from`` on. In the
+demo run the posterior std was still ~0.6–0.9 of the spread of its means after hundreds of
+steps, and decoding the mean or a sample gave the same error: the noise drowns the latents.
+What we measured of the cap so far (docs/demo-model.md): from step 0 it leaves the model on a
+grey plateau; from step 700 it did not lower the loss within 500 steps. It is a knob under
+study, not a fix.
 """
 
 from __future__ import annotations
@@ -35,13 +42,18 @@ def load_frames(root: str | Path, size: int, people: tuple[int, int]) -> list[np
     return videos
 
 
+def new_vae(base_dim: int) -> AutoencoderKLWan:
+    """The demo VAE's shape: Wan2.1's (stride 4×8×8, 16 latent channels), narrower."""
+    return AutoencoderKLWan(base_dim=base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
+
+
 class VAETrainer(TrainingLoop):
     def __init__(self, config: TrainConfig, progress: bool = True):
         super().__init__(config, progress)
         if Path(config.init).is_dir():
             vae = AutoencoderKLWan.from_pretrained(config.init)
         else:
-            vae = AutoencoderKLWan(base_dim=config.vae_base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
+            vae = new_vae(config.vae_base_dim)
         vae.train()
         self.videos = load_frames(config.data, config.size, tuple(config.people))
         self._prepare(vae, list(vae.parameters()))
@@ -61,7 +73,10 @@ class VAETrainer(TrainingLoop):
         x = self._batch().to(self.accelerator.device)
         with self.accelerator.autocast():
             posterior = self.model.encode(x).latent_dist
-            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
+            std = posterior.std
+            if self.config.posterior_std_max is not None and self.step >= self.config.posterior_cap_from:
+                std = std.clamp(max=self.config.posterior_std_max)
+            z = posterior.mean + std * torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
             recon = self.model.decode(z).sample
             loss = torch.nn.functional.mse_loss(recon.float(), x) + self.config.kl_weight * posterior.kl().mean()
         self.accelerator.backward(loss)

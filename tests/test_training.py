@@ -128,7 +128,8 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
         trainer_for(config(tmp_path / name, data, steps=2, checkpoint_every=2, **settings), progress=False).run()
         return str(tmp_path / name / "run" / "final")
 
-    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5)
+    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5, posterior_std_max=0.05,
+                posterior_cap_from=1)
     base = stage("base", vae=vae, trainable="all", i2v_share=1.0)
     final = stage("stage1", init=base, trainable="audio")
     pipe = load_pipeline(final)

@@ -361,6 +361,8 @@ def shared_components(path: Path) -> dict:
 
     return {"text_encoder": AutoModel.from_pretrained(minilm_path()).eval(),
             "tokenizer": AutoTokenizer.from_pretrained(minilm_path())}
+
+
 # Wan2.1's default negative prompt (its shared config's sample_neg_prompt), used when none is given.
 WAN_NEGATIVE_PROMPT = (
     "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，"

@@ -221,8 +221,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = pipe(image, voices, request["prompt"], negative_prompt=args.negative_prompt,
                audio_type=request["audio_type"], bboxes=request["bboxes"], bbox_format=args.bbox_format,
                mask_image=mask_image, **settings, seed=args.seed, mode=args.mode, max_frames=args.max_frames,
-               apg=args.apg,
-               color_match=args.color_match, work_dir=work_dir, resume=args.resume, progress=not args.quiet)
+               apg=args.apg, color_match=args.color_match, work_dir=work_dir, resume=args.resume,
+               progress=not args.quiet)
     write_video(args.output, out.frames, out.fps, audio=out.audio)
     if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask-image", help="label image: 0 background, 1..N the people (instead of boxes)")
     gen.add_argument("--audio-type", choices=None, help="para (voices together) or add (one after another)")
     gen.add_argument("--model", help="multitalk pipeline folder, or a diffusers Wan2.1 I2V folder with "
-                                     "multitalk.safetensors")
+                                     "multitalk.safetensors (default: the bundled demo model)")
     gen.add_argument("--audio-encoder", help="wav2vec2 folder (needed with a Wan2.1 base folder)")
     gen.add_argument("--steps", type=int, help="sampling steps (default: the model's, else 40)")
     gen.add_argument("--text-guidance", type=float,

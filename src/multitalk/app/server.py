@@ -23,6 +23,7 @@ from .jobs import JobStore
 from .worker import Worker
 
 STATIC = Path(__file__).parent / "static"
+REQUEST_FIELDS = {"prompt", "negative_prompt", "audio_type", "bbox", "bboxes", "cond_image", "cond_audio"}
 
 
 def default_settings(sampling: dict | None = None) -> dict:
@@ -33,7 +34,6 @@ def default_settings(sampling: dict | None = None) -> dict:
     return {"steps": chosen["steps"], "seed": 42, "mode": "streaming", "frames": chosen["num_frames"],
             "motion_frames": chosen["motion_frames"], "text_guidance": chosen["text_guidance"],
             "audio_guidance": chosen["audio_guidance"], "shift": chosen["shift"]}
-REQUEST_FIELDS = {"prompt", "negative_prompt", "audio_type", "bbox", "bboxes", "cond_image", "cond_audio"}
 
 
 @dataclass

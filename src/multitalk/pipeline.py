@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from .conditioning.audio import check_audio_type, combine_voices
 from .conditioning.people import (
     BUCKETS_480P,
+    frames_to_uint8,
     nearest_bucket,
     person_masks,
     resize_and_center_crop,
@@ -125,7 +126,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         """CLIP tokens of one ``[3, H, W]`` frame in [-1, 1], or None for models without the image branch."""
         if self.image_encoder is None:
             return None
-        pixels = ((frame.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+        pixels = frames_to_uint8(frame[:, None])[0]
         return CLIPImageEncoder(self.image_encoder, self.image_processor)([pixels])
 
     def _latent_stats(self, device, dtype):
@@ -320,7 +321,7 @@ class MultiTalkPipeline(DiffusionPipeline):
                                            audio_guidance, shift, generator, k == 0, apg, on_step).cpu()
                 if color_match and k > 0:
                     video = match_colors(video, reference)
-                pieces.append(_to_uint8(video if k == 0 else video[:, motion_frames:]))
+                pieces.append(frames_to_uint8(video if k == 0 else video[:, motion_frames:]))
                 cond = video[:, -motion_frames:]
                 if store:
                     store.save(pieces, cond, generator.get_state())
@@ -386,11 +387,6 @@ def check_settings(num_frames: int, steps: int, mode: str, motion_frames: int, m
 
 def _plain(*values) -> list:
     return [v if isinstance(v, (int, float, str, bool)) else str(v) for v in values]
-
-
-def _to_uint8(video: torch.Tensor) -> np.ndarray:
-    """``[3, F, H, W]`` in [-1, 1] -> uint8 ``(F, H, W, 3)``."""
-    return ((video.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
 
 
 def _fingerprint(image, voices, prompt, negative, masks, settings) -> str:

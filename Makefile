@@ -34,6 +34,7 @@ DEMO_DATA := data/demo
 DEMO_SAMPLING := '{"num_frames": 17, "motion_frames": 5, "steps": 20, "text_guidance": 3.0, "audio_guidance": 3.0, "shift": 3.0}'
 train-demo: venv
 	$(VENV)/bin/multitalk synth --out $(DEMO_DATA) --count 400 --people 1-3 --seconds 5 --size 64 --seed 0
+	$(VENV)/bin/multitalk train configs/demo/vae_image.yaml --resume
 	$(VENV)/bin/multitalk train configs/demo/vae.yaml --resume
 	$(VENV)/bin/multitalk train configs/demo/base.yaml --resume
 	$(VENV)/bin/multitalk train configs/demo/stage1.yaml --resume

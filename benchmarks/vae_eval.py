@@ -37,9 +37,11 @@ def load(path: Path, like: Path | None) -> AutoencoderKLWan:
         return AutoencoderKLWan.from_pretrained(path).eval()
     if like is None:
         raise SystemExit(f"{path} has no config.json; pass --like CONFIG.yaml (or a VAE folder) for its shape")
-    if like.suffix in (".yaml", ".yml"):
-        vae = new_vae(load_config(like).vae_base_dim)
-    else:
+    if like.suffix in (".yaml", ".yml"):  # the run's config: a new VAE of its shape, or the VAE it started from
+        config = load_config(like)
+        like = Path(config.init) if Path(config.init).is_dir() else None
+        vae = new_vae(config.vae_base_dim, config.vae_residual) if like is None else None
+    if like is not None:
         vae = AutoencoderKLWan.from_config(AutoencoderKLWan.load_config(like))
     vae.load_state_dict(load_file(path / "model.safetensors"))
     return vae.eval()

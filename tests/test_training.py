@@ -106,6 +106,21 @@ def test_vae_stage_trains_and_records_latent_statistics(tmp_path, data):
     assert pipe.vae.config.latents_mean == vae.config.latents_mean
 
 
+def test_new_vae_starts_with_the_posterior_noise_asked_for():
+    import torch
+
+    from multitalk.training.vae import chroma, new_vae
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        small = new_vae(4, posterior_std=0.05).encode(x).latent_dist.std
+        default = new_vae(4).encode(x).latent_dist.std
+    assert 0.03 < float(small.mean()) < 0.08 and 0.5 < float(default.mean()) < 2
+    grey = x.mean(1, keepdim=True).expand_as(x)
+    assert float(chroma(grey).abs().max()) < 1e-6 and float(chroma(x).abs().mean()) > 0.1
+
+
 def test_demo_recipe_configs_are_valid():
     from pathlib import Path
 
@@ -113,8 +128,9 @@ def test_demo_recipe_configs_are_valid():
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "demo"
     stages = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
-    assert set(stages) == {"vae", "base", "stage1", "stage2"}
-    assert stages["vae"].stage == "vae" and stages["base"].trainable == "all"
+    assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2"}
+    assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
+    assert stages["vae"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
     assert stages["stage1"].people == [1, 1] and stages["stage2"].people[0] >= 2
     assert stages["stage1"].trainable == stages["stage2"].trainable == "audio"
 
@@ -128,8 +144,7 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
         trainer_for(config(tmp_path / name, data, steps=2, checkpoint_every=2, **settings), progress=False).run()
         return str(tmp_path / name / "run" / "final")
 
-    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5, posterior_std_max=0.05,
-                posterior_cap_from=1)
+    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5, chroma_weight=4.0)
     base = stage("base", vae=vae, trainable="all", i2v_share=1.0)
     final = stage("stage1", init=base, trainable="audio")
     pipe = load_pipeline(final)

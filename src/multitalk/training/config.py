@@ -18,9 +18,10 @@ class TrainConfig:
     stage: str = "dit"  # dit: the transformer (base or audio stages); vae: the video autoencoder
     vae: str | None = None  # dit stage from a preset: a trained VAE folder to use instead of a random one
     vae_base_dim: int = 16  # vae stage: width of a new AutoencoderKLWan
+    vae_residual: bool = True  # vae stage: Wan2.2-style residual down/up-sampling in a new VAE
+    posterior_std_init: float | None = 0.05  # vae stage: a new VAE's initial posterior noise (None: ~1)
     kl_weight: float = 1e-6  # vae stage: weight of the KL term
-    posterior_std_max: float | None = None  # vae stage: cap on the posterior noise (see training/vae.py) ...
-    posterior_cap_from: int = 0  # ... from this step on
+    chroma_weight: float = 0.0  # vae stage: extra weight on colour (each pixel minus its grey) in the loss
     init: str = "tiny"  # a preset name (random weights) or a pipeline folder to start from
     text_encoder: str = "random"  # random | minilm (only used when init is a preset)
     people: list[int] = field(default_factory=lambda: [1, 4])  # stage 1: [1, 1]; stage 2: [2, 4]
@@ -55,6 +56,8 @@ class TrainConfig:
             raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")
         if self.motion_share and not 1 <= self.motion_frames < self.frames:
             raise MultiTalkInputError(f"motion_share needs motion_frames in 1..{self.frames - 1}")
+        if self.posterior_std_init is not None and self.posterior_std_init <= 0:
+            raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
         for name in ("i2v_share", "audio_dropout", "text_dropout", "motion_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")

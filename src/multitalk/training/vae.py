@@ -1,16 +1,20 @@
 """The VAE stage: a small ``AutoencoderKLWan`` (stride 4×8×8) trained on the synthetic world.
 
-No pretrained Wan VAE fits a laptop, so the demo model brings its own. Loss: pixel MSE plus
-a small KL term. At the end the per-channel latent mean and spread are measured and written
-into the VAE's config (``latents_mean`` / ``latents_std``), which is how the pipeline
-normalises latents for the transformer — exactly as for the real Wan VAE.
+No pretrained Wan VAE fits a laptop, so the demo model brings its own. Loss: pixel MSE, an
+optional extra term on colour, and a small KL term. At the end the per-channel latent mean
+and spread are measured and written into the VAE's config (``latents_mean`` /
+``latents_std``), which is how the pipeline normalises latents for the transformer —
+exactly as for the real Wan VAE.
 
-``posterior_std_max`` caps the posterior noise from step ``posterior_cap_from`` on. In the
-demo run the posterior std was still ~0.6–0.9 of the spread of its means after hundreds of
-steps, and decoding the mean or a sample gave the same error: the noise drowns the latents.
-What we measured of the cap so far (docs/demo-model.md): from step 0 it leaves the model on a
-grey plateau; from step 700 it did not lower the loss within 500 steps. It is a knob under
-study, not a fix.
+Why the settings (measured on the demo data, docs/demo-model.md): Wan's VAE normalises every
+pixel's feature vector (RMS norm over channels), and from scratch it learns brightness first
+and colour very late — our first runs reconstructed grey scenes, so the people's colours,
+which binding needs, were gone. Three things helped, each a setting: the residual
+down/up-sampling of Wan2.2's VAE (``vae_residual``), a new VAE whose posterior noise starts
+small instead of at std 1 (``posterior_std_init``; with a KL weight of 1e-6 nothing pushes
+it up), and a loss term on each pixel's colour minus its grey (``chroma_weight``).
+Single frames (``frames: 1``) are ~3× cheaper per step than 9-frame clips, so the recipe
+first trains on images, then on clips from that checkpoint.
 """
 
 from __future__ import annotations
@@ -41,9 +45,23 @@ def load_frames(root: str | Path, size: int, people: tuple[int, int]) -> list[np
     return videos
 
 
-def new_vae(base_dim: int) -> AutoencoderKLWan:
-    """The demo VAE's shape: Wan2.1's (stride 4×8×8, 16 latent channels), narrower."""
-    return AutoencoderKLWan(base_dim=base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
+def new_vae(base_dim: int, residual: bool = True, posterior_std: float | None = None) -> AutoencoderKLWan:
+    """The demo VAE's shape: Wan2.1's stride (4×8×8) and 16 latent channels, narrower.
+
+    ``posterior_std`` sets the initial noise of the posterior through the bias of the
+    log-variance half of ``quant_conv`` (weights are the usual random ones).
+    """
+    vae = AutoencoderKLWan(base_dim=base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                           is_residual=residual)
+    if posterior_std is not None:
+        with torch.no_grad():
+            vae.quant_conv.bias[vae.config.z_dim:] = 2 * float(np.log(posterior_std))
+    return vae
+
+
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    """Each pixel's colour minus its grey level (``B, 3, F, H, W``): what a grey reconstruction misses."""
+    return x - x.mean(1, keepdim=True)
 
 
 class VAETrainer(TrainingLoop):
@@ -52,7 +70,7 @@ class VAETrainer(TrainingLoop):
         if Path(config.init).is_dir():
             vae = AutoencoderKLWan.from_pretrained(config.init)
         else:
-            vae = new_vae(config.vae_base_dim)
+            vae = new_vae(config.vae_base_dim, config.vae_residual, config.posterior_std_init)
         vae.train()
         self.videos = load_frames(config.data, config.size, tuple(config.people))
         self._prepare(vae, list(vae.parameters()))
@@ -72,12 +90,11 @@ class VAETrainer(TrainingLoop):
         x = self._batch().to(self.accelerator.device)
         with self.accelerator.autocast():
             posterior = self.model.encode(x).latent_dist
-            std = posterior.std
-            if self.config.posterior_std_max is not None and self.step >= self.config.posterior_cap_from:
-                std = std.clamp(max=self.config.posterior_std_max)
-            z = posterior.mean + std * torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
-            recon = self.model.decode(z).sample
-            loss = torch.nn.functional.mse_loss(recon.float(), x) + self.config.kl_weight * posterior.kl().mean()
+            noise = torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
+            recon = self.model.decode(posterior.mean + posterior.std * noise).sample.float()
+            loss = (torch.nn.functional.mse_loss(recon, x)
+                    + self.config.chroma_weight * torch.nn.functional.mse_loss(chroma(recon), chroma(x))
+                    + self.config.kl_weight * posterior.kl().mean())
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

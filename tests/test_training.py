@@ -121,21 +121,26 @@ def test_new_vae_starts_with_the_posterior_noise_asked_for():
     assert float(chroma(grey).abs().max()) < 1e-6 and float(chroma(x).abs().mean()) > 0.1
 
 
-def test_face_weights_cover_each_head_in_the_resized_frames(data):
+def test_head_weights_cover_each_head_and_mouth_in_the_resized_frames(data):
     from multitalk.synthetic.dataset import load_scene_record
     from multitalk.training.data import sample_folders
-    from multitalk.training.vae import face_weights, load_heads
+    from multitalk.training.vae import head_weights, load_heads
 
     folder = sample_folders(data, (1, 2))[0]
     scene = load_scene_record(folder)["scene"]
     heads = load_heads(data, 32, (1, 2))[0]  # the 64-px samples seen at 32 px
-    weights = face_weights(heads, slice(2, 5), 32, 8.0)
+    weights = head_weights(heads, slice(2, 5), 32, 8.0)
     assert weights.shape == (3, 32, 32) and set(np.unique(weights)) == {1.0, 9.0}
     x, y = (scene.tracks()[0][2, 0] / 2).astype(int)  # person 1's head centre in frame 2, halved
     assert weights[0, y, x] == 9.0 and weights[0, 0, 0] == 1.0
     inside = (weights[0] > 1).sum()
     assert 0.5 < inside / (np.pi * (1.2 * scene.radii() / 2) ** 2).sum() < 1.5  # about the discs' area
-    assert (face_weights(None, slice(0, 2), 32, 8.0) == 1).all()
+    assert (head_weights(None, slice(0, 2), 32, 8.0) == 1).all()
+    mouths = head_weights(heads, slice(2, 5), 32, 8.0, mouth=20.0)
+    assert set(np.unique(mouths)) == {1.0, 9.0, 29.0}  # every mouth box lies inside its head
+    r = scene.radii()[0] / 2
+    assert mouths[0, int(y + 0.45 * r), x] == 29.0 and mouths[0, int(y - 0.45 * r), x] == 9.0  # mouth, eyes
+    assert 0.5 < (mouths == 29).sum() / (3 * 0.77 * (scene.radii() / 2) ** 2).sum() < 1.5  # about the boxes' area
 
 
 def test_demo_recipe_configs_are_valid():
@@ -145,9 +150,10 @@ def test_demo_recipe_configs_are_valid():
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "demo"
     stages = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
-    assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2"}
+    assert set(stages) == {"vae_image", "vae", "vae_mouth", "base", "stage1", "stage2"}
     assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
-    assert stages["vae"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
+    assert stages["vae_mouth"].init == stages["vae"].output + "/final" and stages["vae_mouth"].mouth_weight > 0
+    assert stages["vae_mouth"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
     assert stages["stage1"].people == [1, 1] and stages["stage2"].people[0] >= 2
     assert stages["stage1"].trainable == stages["stage2"].trainable == "audio"
 
@@ -161,7 +167,8 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
         trainer_for(config(tmp_path / name, data, steps=2, checkpoint_every=2, **settings), progress=False).run()
         return str(tmp_path / name / "run" / "final")
 
-    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5, chroma_weight=4.0, face_weight=8.0)
+    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5, chroma_weight=4.0, face_weight=8.0,
+                mouth_weight=40.0)
     base = stage("base", vae=vae, trainable="all", i2v_share=1.0)
     final = stage("stage1", init=base, trainable="audio")
     pipe = load_pipeline(final)

@@ -15,7 +15,8 @@ small instead of at std 1 (``posterior_std_init``; with a KL weight of 1e-6 noth
 it up), and a loss term on each pixel's colour minus its grey (``chroma_weight``).
 Mouths are a few pixels at 64 px and hardly move a plain MSE, yet lip-sync is all about
 them: ``face_weight`` weighs the pixels of every head (synthetic samples know where they
-are) that much more.
+are) that much more, and ``mouth_weight`` those of the box where the sync metric reads each
+mouth (evaluation/sync.py) — with faces alone the reconstructed mouths stayed faint.
 Single frames (``frames: 1``) are ~3× cheaper per step than 9-frame clips, so the recipe
 first trains on images, then on clips from that checkpoint.
 """
@@ -67,17 +68,21 @@ def load_heads(root: str | Path, size: int, people: tuple[int, int]) -> list[tup
     return heads
 
 
-def face_weights(heads: tuple[np.ndarray, np.ndarray] | None, frames: slice, size: int, weight: float) -> np.ndarray:
-    """``1 + weight`` on every head disc (radius ×1.2, so the whole face and its edge), 1 elsewhere: ``(F, S, S)``."""
+def head_weights(heads: tuple[np.ndarray, np.ndarray] | None, frames: slice, size: int,
+                 face: float, mouth: float = 0.0) -> np.ndarray:
+    """Per-pixel loss weights ``(F, S, S)``: 1, plus ``face`` on every head disc (radius ×1.2, so
+    the whole face and its edge), plus ``mouth`` on every mouth box (the one the sync metric reads:
+    ``cx ± 0.5r``, ``cy + 0.05r … cy + 0.82r``)."""
     length = frames.stop - frames.start
-    if heads is None or not weight:
+    if heads is None or not (face or mouth):
         return np.ones((length, size, size), np.float32)
-    centres, radii = heads[0][frames], heads[1]  # F, P, 2 and P
+    centres, radii = heads[0][frames], heads[1][None, :, None, None]  # F, P, 2 and 1, P, 1, 1
     grid = np.arange(size) + 0.5
     dx = grid[None, None, None, :] - centres[:, :, 0, None, None]  # F, P, 1, S
     dy = grid[None, None, :, None] - centres[:, :, 1, None, None]  # F, P, S, 1
-    inside = (dx**2 + dy**2 <= (1.2 * radii[None, :, None, None]) ** 2).any(axis=1)  # F, S, S
-    return (1 + weight * inside).astype(np.float32)
+    disc = (dx**2 + dy**2 <= (1.2 * radii) ** 2).any(axis=1)  # F, S, S
+    box = ((np.abs(dx) <= 0.5 * radii) & (dy >= 0.05 * radii) & (dy <= 0.82 * radii)).any(axis=1)
+    return (1 + face * disc + mouth * box).astype(np.float32)
 
 
 def new_vae(base_dim: int, residual: bool = True, posterior_std: float | None = None) -> AutoencoderKLWan:
@@ -108,7 +113,7 @@ class VAETrainer(TrainingLoop):
             vae = new_vae(config.vae_base_dim, config.vae_residual, config.posterior_std_init)
         vae.train()
         self.videos = load_frames(config.data, config.size, tuple(config.people))
-        self.heads = load_heads(config.data, config.size, tuple(config.people)) if config.face_weight else None
+        self.heads = load_heads(config.data, config.size, tuple(config.people)) if config.face_weight or config.mouth_weight else None
         self._prepare(vae, list(vae.parameters()))
 
     def describe(self) -> str:
@@ -123,7 +128,8 @@ class VAETrainer(TrainingLoop):
             frames = slice(start, start + self.config.frames)
             clips.append(torch.from_numpy(video[frames]))
             heads = self.heads[i] if self.heads else None
-            weights.append(torch.from_numpy(face_weights(heads, frames, self.config.size, self.config.face_weight)))
+            weights.append(torch.from_numpy(head_weights(heads, frames, self.config.size,
+                                                         self.config.face_weight, self.config.mouth_weight)))
         x = torch.stack(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # B, F, S, S, 3 -> B, 3, F, S, S
         return x, torch.stack(weights)[:, None]
 

@@ -113,7 +113,8 @@ class VAETrainer(TrainingLoop):
             vae = new_vae(config.vae_base_dim, config.vae_residual, config.posterior_std_init)
         vae.train()
         self.videos = load_frames(config.data, config.size, tuple(config.people))
-        self.heads = load_heads(config.data, config.size, tuple(config.people)) if config.face_weight or config.mouth_weight else None
+        weighted = config.face_weight or config.mouth_weight
+        self.heads = load_heads(config.data, config.size, tuple(config.people)) if weighted else None
         self._prepare(vae, list(vae.parameters()))
 
     def describe(self) -> str:

@@ -35,7 +35,7 @@ def fixed_loss(trainer):
 
 def test_training_reduces_the_loss(tmp_path, data):
     trainer = Trainer(config(tmp_path, data, steps=40, trainable="all", checkpoint_every=40, sample_every=20,
-                             sample_steps=1), progress=False)
+                             sample_steps=1, sample_text_guidance=1.0, sample_audio_guidance=2.0), progress=False)
     before = fixed_loss(trainer)
     trainer.run()
     assert fixed_loss(trainer) < 0.9 * before

@@ -45,6 +45,8 @@ class TrainConfig:
     checkpoint_every: int = 50
     sample_every: int = 0  # dit stages: write a sample video every N steps (0: never)
     sample_steps: int = 10  # sampling steps of those videos
+    sample_text_guidance: float | None = None  # guidance scales of those videos (None: the pipeline's defaults,
+    sample_audio_guidance: float | None = None  # which suit the official weights, not a small model in training)
     log_every: int = 10
     seed: int = 0
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)

@@ -196,6 +196,8 @@ class Trainer(TrainingLoop):
             out = self.pipe(read_image(spec["image"]), [read_audio(path) for path in spec["audio"]], spec["prompt"],
                             audio_type=spec["audio_type"], bboxes=spec["bboxes"], mode="clip",
                             num_frames=self.config.frames, steps=self.config.sample_steps,
+                            text_guidance=self.config.sample_text_guidance,
+                            audio_guidance=self.config.sample_audio_guidance,
                             size=(self.config.size, self.config.size), seed=self.config.seed, progress=False)
         finally:
             model.train()

@@ -34,7 +34,7 @@ def generate(pipe, sample, tracks, args, seconds=None):
     scene = sample.scene
     return pipe(sample.video[0], tracks, scene.prompt, bboxes=scene.bboxes(), mode="streaming",
                 num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps, seed=args.seed,
-                progress=False).frames
+                text_guidance=args.text_guidance, audio_guidance=args.audio_guidance, progress=False).frames
 
 
 def sync_rows(pipe, args) -> list[str]:
@@ -91,19 +91,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="default: the model's own sampling settings")
     parser.add_argument("--frames", type=int, help="default: the model's own sampling settings")
     parser.add_argument("--motion-frames", type=int, help="default: the model's own sampling settings")
+    parser.add_argument("--text-guidance", type=float, help="default: the model's own sampling settings")
+    parser.add_argument("--audio-guidance", type=float, help="default: the model's own sampling settings")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--strip", help="write the long video's frame strip here (PNG)")
     args = parser.parse_args()
     args.model = args.model or default_model()
     pipe = load_pipeline(args.model)
     chosen = sampling_settings(pipe.config.sampling, num_frames=args.frames, motion_frames=args.motion_frames,
-                               steps=args.steps)
+                               steps=args.steps, text_guidance=args.text_guidance,
+                               audio_guidance=args.audio_guidance)
     args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
+    args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
     args.size = args.size or pipe.config.buckets[0][0]
     start = time.perf_counter()
     print(f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
-          f"{args.steps} steps, clips of {args.frames} frames ({args.motion_frames} carried over)\n")
+          f"{args.steps} steps, clips of {args.frames} frames ({args.motion_frames} carried over), guidance "
+          f"text {args.text_guidance:g} / audio {args.audio_guidance:g}\n")
     print("| people | audio | voices | lip-sync | binding acc. | colour drift | heads found |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(sync_rows(pipe, args)))

@@ -124,7 +124,8 @@ def test_new_vae_starts_with_the_posterior_noise_asked_for():
 def test_head_weights_cover_each_head_and_mouth_in_the_resized_frames(data):
     from multitalk.synthetic.dataset import load_scene_record
     from multitalk.training.data import sample_folders
-    from multitalk.training.vae import head_weights, load_heads
+    from multitalk.training.heads import head_weights
+    from multitalk.training.vae import load_heads
 
     folder = sample_folders(data, (1, 2))[0]
     scene = load_scene_record(folder)["scene"]
@@ -204,11 +205,47 @@ def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_pa
     assert len(files) == 12 and (cache / "key.json").is_file()
     clips = CachedClips(files, cache)
     batch = clips.batch(np.random.default_rng(0), 2, motion=True)
-    assert batch["condition"][:, :4, 1].eq(1).all()
+    assert batch["condition"][:, :4, 1].eq(1).all() and batch["mouths"].shape == (2, 3, 8, 8)
     # the same folder with another VAE is refused, naming what differs
     other = random_pipeline("tiny", seed=1)
     with pytest.raises(Exception, match="encoded with other .*vae"):
         build_cache(other, data, cache, 9, 64, (1, 2), progress=False, clips=3, motion_frames=5)
+
+
+def test_mouth_cells_mark_the_latent_cells_under_each_mouth(data):
+    from multitalk.synthetic import load_scene_record
+    from multitalk.training.heads import mouth_cells, scene_heads
+
+    scene = load_scene_record(data / "000001")["scene"]
+    heads = scene_heads(scene, 64)
+    cells = mouth_cells(heads, slice(8, 17), 64, (3, 8, 8))  # frames 8..16 -> latent frames (8), (9-12), (13-16)
+    assert set(cells.unique().tolist()) == {0.0, 1.0} and cells.mean() < 0.25
+    for t, frame in ((0, 8), (1, 10), (2, 16)):
+        for (x, y), r in zip(heads[0][frame], heads[1]):
+            assert cells[t, int(y + 0.4 * r) // 8, int(x) // 8] == 1  # the middle of each mouth box
+    assert mouth_cells(None, slice(0, 9), 64, (3, 8, 8)).eq(0).all()
+    with pytest.raises(ValueError, match="do not match"):
+        mouth_cells(heads, slice(0, 9), 64, (3, 4, 4))
+
+
+def test_mouth_weight_scales_the_loss_on_mouth_cells():
+    from multitalk.training import flow_matching_loss
+
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 4, 3, 8, 8, generator=generator), torch.randn(2, 4, 3, 8, 8, generator=generator)
+    mouths = torch.zeros(2, 3, 8, 8)
+    mouths[:, :, 2, 5] = 1
+    batch = {"latents": x0, "condition": torch.zeros(2, 20, 3, 8, 8), "text": torch.zeros(2, 1, 4),
+             "audio": torch.zeros(2, 1, 9, 5, 12, 8), "masks": torch.ones(2, 1, 8, 8), "mouths": mouths}
+
+    def zero_model(hidden_states, **_):  # predicts velocity 0: the loss is the target's mean square
+        return (torch.zeros_like(hidden_states[:, :4]),)
+
+    target = (noise - x0) ** 2
+    plain = flow_matching_loss(zero_model, batch, torch.full((2,), 0.5), noise, True)
+    weighted = flow_matching_loss(zero_model, batch, torch.full((2,), 0.5), noise, True, mouth_weight=9.0)
+    assert torch.allclose(plain, target.mean())
+    assert torch.allclose(weighted, (target * (1 + 9 * mouths[:, None])).mean())
 
 
 def test_boxes_follow_a_walking_person():

@@ -23,7 +23,8 @@ class TrainConfig:
     kl_weight: float = 1e-6  # vae stage: weight of the KL term
     chroma_weight: float = 0.0  # vae stage: extra weight on colour (each pixel minus its grey) in the loss
     face_weight: float = 0.0  # vae stage: extra loss weight on the heads' pixels (synthetic samples)
-    mouth_weight: float = 0.0  # vae stage: extra loss weight on the mouth boxes the sync metric reads
+    mouth_weight: float = 0.0  # extra loss weight on the mouths (vae: the boxes the sync metric reads; dit: their
+    #                            latent cells) — synthetic samples only
     init: str = "tiny"  # a preset name (random weights) or a pipeline folder to start from
     text_encoder: str = "random"  # random | minilm (only used when init is a preset)
     people: list[int] = field(default_factory=lambda: [1, 4])  # stage 1: [1, 1]; stage 2: [2, 4]

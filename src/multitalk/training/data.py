@@ -28,8 +28,10 @@ from ..media import atomic_output, read_audio, read_video
 from ..models.audio_adapter import frame_windows
 from ..synthetic.dataset import load_scene_record
 from .digest import weights_digest
+from .heads import mouth_cells, scene_heads
 
 EMPTY_PROMPT = "empty_prompt.safetensors"
+CACHE_LAYOUT = 2  # the tensors each clip file holds (2: + "mouths", the latent cells holding a mouth)
 
 
 def sample_folders(root: str | Path, people: tuple[int, int]) -> list[Path]:
@@ -67,6 +69,7 @@ def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
     features = [pipe.encode_audio(v) for v in voices]
     text = pipe.encode_prompt([spec["prompt"]])[0].float()
     scene = (folder / "scene.json").is_file() and load_scene_record(folder)["scene"]
+    heads = scene_heads(scene, size) if scene else None
     if video.shape[0] < frames:
         return []
     items = []
@@ -82,7 +85,8 @@ def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
         masks = resize_and_center_crop_masks(masks, (size, size))
         grid_masks = torch.nn.functional.interpolate(masks[None], size=latents.shape[-2:], mode="nearest")[0]
         item = {"latents": latents, "condition": pipe.encode_condition(clip[:, :1], frames)[0][0],
-                "audio": audio.float(), "text": text, "masks": grid_masks}
+                "audio": audio.float(), "text": text, "masks": grid_masks,
+                "mouths": mouth_cells(heads, slice(start, start + frames), size, latents.shape[1:])}
         if motion_frames:
             item["condition_motion"] = pipe.encode_condition(clip[:, :motion_frames], frames)[0][0]
         items.append(item)
@@ -127,7 +131,8 @@ def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: in
 
 def cache_key(pipe, frames: int, size: int, clips: int, motion_frames: int) -> dict:
     models = {name: weights_digest(getattr(pipe, name)) for name in ("vae", "text_encoder", "audio_encoder")}
-    return {"frames": frames, "size": size, "clips_per_sample": clips, "motion_frames": motion_frames, **models}
+    return {"layout": CACHE_LAYOUT, "frames": frames, "size": size, "clips_per_sample": clips,
+            "motion_frames": motion_frames, **models}
 
 
 class CachedClips:
@@ -154,6 +159,6 @@ class CachedClips:
         longest = max(item["text"].shape[0] for item in picks)
         text = torch.stack([torch.nn.functional.pad(item["text"], (0, 0, 0, longest - item["text"].shape[0]))
                             for item in picks])
-        batch = {k: torch.stack([item[k] for item in picks]) for k in ("latents", "audio", "masks")}
+        batch = {k: torch.stack([item[k] for item in picks]) for k in ("latents", "audio", "masks", "mouths")}
         condition = "condition_motion" if motion else "condition"
         return {**batch, "condition": torch.stack([item[condition] for item in picks]), "text": text}

@@ -13,10 +13,9 @@ which binding needs, were gone. Three things helped, each a setting: the residua
 down/up-sampling of Wan2.2's VAE (``vae_residual``), a new VAE whose posterior noise starts
 small instead of at std 1 (``posterior_std_init``; with a KL weight of 1e-6 nothing pushes
 it up), and a loss term on each pixel's colour minus its grey (``chroma_weight``).
-Mouths are a few pixels at 64 px and hardly move a plain MSE, yet lip-sync is all about
-them: ``face_weight`` weighs the pixels of every head (synthetic samples know where they
-are) that much more, and ``mouth_weight`` those of the box where the sync metric reads each
-mouth (evaluation/sync.py) — with faces alone the reconstructed mouths stayed faint.
+Mouths are a few pixels at 64 px: ``face_weight`` weighs the pixels of every head that much
+more, and ``mouth_weight`` those of the box where the sync metric reads each mouth
+(evaluation/sync.py; see heads.py) — with faces alone the reconstructed mouths stayed faint.
 Single frames (``frames: 1``) are ~3× cheaper per step than 9-frame clips, so the recipe
 first trains on images, then on clips from that checkpoint.
 """
@@ -33,6 +32,7 @@ from diffusers import AutoencoderKLWan
 from ..conditioning.people import frames_to_uint8, resize_and_center_crop_frames
 from ..media import read_video
 from .config import TrainConfig
+from .heads import head_weights, scene_heads
 from .trainer import TrainingLoop
 
 
@@ -50,39 +50,13 @@ def load_frames(root: str | Path, size: int, people: tuple[int, int]) -> list[np
 
 
 def load_heads(root: str | Path, size: int, people: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Per sample video (as ``load_frames``): head centres ``(F, P, 2)`` and radii ``(P,)`` in the
-    resized, centre-cropped frames' pixels, from the synthetic world's ``scene.json`` (None without one)."""
+    """Per sample video (as ``load_frames``): its heads in the resized frames (``scene_heads``), from
+    the synthetic world's ``scene.json`` (None without one)."""
     from ..synthetic.dataset import load_scene_record
     from .data import sample_folders
 
-    heads = []
-    for folder in sample_folders(root, people):
-        if not (folder / "scene.json").is_file():
-            heads.append(None)
-            continue
-        scene = load_scene_record(folder)["scene"]
-        scale = size / min(scene.width, scene.height)
-        offset = (np.array([scene.width, scene.height]) * scale - size) / 2  # what the centre crop cuts
-        head, _ = scene.tracks()
-        heads.append((head * scale - offset, scene.radii() * scale))
-    return heads
-
-
-def head_weights(heads: tuple[np.ndarray, np.ndarray] | None, frames: slice, size: int,
-                 face: float, mouth: float = 0.0) -> np.ndarray:
-    """Per-pixel loss weights ``(F, S, S)``: 1, plus ``face`` on every head disc (radius ×1.2, so
-    the whole face and its edge), plus ``mouth`` on every mouth box (the one the sync metric reads:
-    ``cx ± 0.5r``, ``cy + 0.05r … cy + 0.82r``)."""
-    length = frames.stop - frames.start
-    if heads is None or not (face or mouth):
-        return np.ones((length, size, size), np.float32)
-    centres, radii = heads[0][frames], heads[1][None, :, None, None]  # F, P, 2 and 1, P, 1, 1
-    grid = np.arange(size) + 0.5
-    dx = grid[None, None, None, :] - centres[:, :, 0, None, None]  # F, P, 1, S
-    dy = grid[None, None, :, None] - centres[:, :, 1, None, None]  # F, P, S, 1
-    disc = (dx**2 + dy**2 <= (1.2 * radii) ** 2).any(axis=1)  # F, S, S
-    box = ((np.abs(dx) <= 0.5 * radii) & (dy >= 0.05 * radii) & (dy <= 0.82 * radii)).any(axis=1)
-    return (1 + face * disc + mouth * box).astype(np.float32)
+    return [scene_heads(load_scene_record(folder)["scene"], size) if (folder / "scene.json").is_file() else None
+            for folder in sample_folders(root, people)]
 
 
 def new_vae(base_dim: int, residual: bool = True, posterior_std: float | None = None) -> AutoencoderKLWan:

@@ -337,8 +337,8 @@ SHARED_TEXT_ENCODERS = {MINILM_PACKAGE}  # text encoders a slim folder may name 
 def default_model() -> Path:
     """The bundled demo model (what ``--model`` means when it is not given)."""
     if not (DEMO_MODEL / "model_index.json").is_file():
-        raise CheckpointError(f"no bundled demo model in this installation ({DEMO_MODEL} holds no model: it is not "
-                              "trained yet, see docs/demo-model.md); pass --model DIR")
+        raise CheckpointError(f"no bundled demo model in this installation ({DEMO_MODEL} holds no model; "
+                              "`make train-demo` rebuilds it, docs/demo-model.md); pass --model DIR")
     return DEMO_MODEL
 
 

@@ -20,7 +20,7 @@ test: venv
 	$(PY) -m pytest
 
 # Two people talking, made on the CPU by the small model that ships inside the package
-# (until that model is trained — docs/demo-model.md — this stops with a one-line message).
+# (src/multitalk/demo_model; what it can and cannot do yet: docs/demo-model.md).
 demo: venv
 	$(VENV)/bin/multitalk generate examples/duet.json -o duet.mp4
 
@@ -28,10 +28,10 @@ bench: venv
 	$(PY) benchmarks/step_time.py
 
 # The demo model's full recipe from scratch (resumable: rerun after an interruption), ending in
-# the slim copy that ships in the package. Sampling settings: the clip shape it was trained on;
-# steps and guidance scales are first guesses, to be tuned on the held-out scenes (docs/demo-model.md).
+# the slim copy that ships in the package. Sampling settings: the clip shape it was trained on, low
+# guidance (a small model breaks up at the official scales), 10 steps (docs/demo-model.md).
 DEMO_DATA := data/demo
-DEMO_SAMPLING := '{"num_frames": 17, "motion_frames": 5, "steps": 20, "text_guidance": 3.0, "audio_guidance": 3.0, "shift": 3.0}'
+DEMO_SAMPLING := '{"num_frames": 17, "motion_frames": 5, "steps": 10, "text_guidance": 1.0, "audio_guidance": 2.0, "shift": 3.0}'
 train-demo: venv
 	$(VENV)/bin/multitalk synth --out $(DEMO_DATA) --count 400 --people 1-3 --seconds 5 --size 64 --seed 0
 	$(VENV)/bin/multitalk train configs/demo/vae_image.yaml --resume

@@ -184,7 +184,10 @@ def test_our_save_pretrained_round_trip(tmp_path):
     with torch.no_grad():
         a = model(x[None], torch.tensor([10.0]), text[None], audio=audio[None], reference_masks=masks).sample
         b = loaded(x[None], torch.tensor([10.0]), text[None], audio=audio[None], reference_masks=masks).sample
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for (name, w), v in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(w, v), name  # the weights come back bit for bit
+    # the forward only closely: memory-mapped weights can take other SIMD paths on some CPUs (AMD EPYC: 6e-7 off)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
 def test_our_folder_with_a_missing_key_fails_loudly(tmp_path):

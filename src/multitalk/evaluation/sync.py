@@ -19,6 +19,7 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 SILENT = 0.05  # a true opening below this is a closed mouth
 STILL = 0.15  # a measured opening below this counts as closed
 MOVING = 0.02  # an opening track with less spread than this does not move
+MOUTH_BOX = (0.5, 0.05, 0.82)  # where a mouth is read, in head radii: half width, then top and bottom below the centre
 
 
 def pearson(a: np.ndarray, b: np.ndarray, min_std: float = MOVING) -> float:
@@ -71,8 +72,9 @@ def measure_mouths(video: np.ndarray, scene: Scene, tolerance: float = 0.22) -> 
                 colors[f, p] = colors[f - 1, p] if f else reference
             heads[f, p] = cx, cy
             # mouth box: below the eyes, inside the head, wider and taller than any mouth
-            bx0, bx1 = max(int(round(cx - 0.5 * r)), 0), min(int(round(cx + 0.5 * r)), width)
-            by0, by1 = max(int(round(cy + 0.05 * r)), 0), min(int(round(cy + 0.82 * r)), height)
+            half, top, bottom = MOUTH_BOX
+            bx0, bx1 = max(int(round(cx - half * r)), 0), min(int(round(cx + half * r)), width)
+            by0, by1 = max(int(round(cy + top * r)), 0), min(int(round(cy + bottom * r)), height)
             box = video[f, by0:by1, bx0:bx1].astype(np.float32) / 255 @ LUMA
             face = float(np.dot(colors[f, p], LUMA))
             dark = np.clip((face - box) / max(face - mouth_luma, 1e-3), 0, 1).sum()

@@ -10,6 +10,10 @@ them (the demo model: `--clip-frames 17 --frames 51`). Reported: PSNR of the fir
 of frames 1-8 and of the rest (positions within a window); lip-sync and binding accuracy of the
 reconstructions (the metrics of `multitalk eval-sync`) — a DiT cannot make mouths its VAE
 cannot draw; and how noisy the posterior is (std against the spread of its means).
+`--baselines` adds what two plain losses of detail leave of lip-sync: every latent frame's 4 video
+frames replaced by their mean (what a VAE that only averages time would give), and 8×8 pixel
+blocks replaced by their mean (only averaging space) — a VAE below both is short of training,
+not of latent room.
 A checkpoint folder (accelerate's `model.safetensors`) needs `--like`: the training config
 (YAML) or a VAE folder that gives its shape.
 """
@@ -49,6 +53,23 @@ def load(path: Path, like: Path | None) -> AutoencoderKLWan:
     return vae.eval()
 
 
+def average_time(video: np.ndarray, window: int, stride: int = 4) -> np.ndarray:
+    """Each window's frame 0 kept, every following group of ``stride`` frames replaced by its mean."""
+    out = video.astype(np.float32)
+    for first in range(0, len(video), window):
+        for group in range(first + 1, first + window, stride):
+            out[group : group + stride] = out[group : group + stride].mean(0)
+    return np.round(out).astype(np.uint8)
+
+
+def average_space(video: np.ndarray, block: int = 8) -> np.ndarray:
+    """Each ``block``×``block`` square of pixels replaced by its mean (frames a multiple of ``block``)."""
+    frames, height, width, _ = video.shape
+    blocks = video.astype(np.float32).reshape(frames, height // block, block, width // block, block, 3)
+    means = blocks.mean((2, 4), keepdims=True)
+    return np.round(np.broadcast_to(means, blocks.shape).reshape(video.shape)).astype(np.uint8)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / max(np.mean((a.astype(np.float64) - b) ** 2), 1e-9)))
 
@@ -62,6 +83,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--clip-frames", type=int, help="decode independent windows of this many frames")
+    parser.add_argument("--baselines", action="store_true", help="also the lip-sync left by plain averaging")
     args = parser.parse_args()
     window = args.clip_frames or args.frames
     if args.frames % window or (window - 1) % 4:
@@ -90,6 +112,10 @@ def main() -> None:
             "binding": report.binding_accuracy,
             "noise": float(posterior.std.mean() / posterior.mean.std()),
         })
+        if args.baselines:
+            for name, degraded in (("time", average_time(video, window)), ("space", average_space(video))):
+                lip_sync = evaluate_sync(degraded, sample.scene, sample.openings[:, : args.frames]).lip_sync
+                rows[-1][name] = np.mean([v for v in lip_sync if v is not None])
     mean = {key: float(np.mean([r[key] for r in rows if r[key] is not None])) for key in rows[0]}
     print(f"# {args.vae}: {args.scenes} held-out scenes, {args.frames} frames at {args.size}px in "
           f"{args.frames // window} window(s) ({time.perf_counter() - start:.0f} s)\n")
@@ -98,6 +124,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print(f"| {mean['first']:.1f} dB | {mean['early']:.1f} dB | {mean['late']:.1f} dB | {mean['sync']:.3f} | "
           f"{mean['sync_truth']:.3f} | {mean['binding']:.2f} | {mean['noise']:.2f} |")
+    if args.baselines:
+        print(f"\nlip-sync of the originals with each latent frame's 4 video frames averaged: {mean['time']:.3f}; "
+              f"with 8×8 pixel blocks averaged: {mean['space']:.3f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import torch
 import yaml
 
 from multitalk.cli import main
+from multitalk.errors import MultiTalkInputError
 from multitalk.synthetic import write_dataset
 from multitalk.training import TrainConfig, Trainer, flow_matching_loss
 from multitalk.training.trainer import batch_kind
@@ -106,6 +107,30 @@ def test_vae_stage_trains_and_records_latent_statistics(tmp_path, data):
     assert pipe.vae.config.latents_mean == vae.config.latents_mean
 
 
+def test_vae_decoder_only_training_keeps_the_encoder_and_so_the_latents(tmp_path, data):
+    from diffusers import AutoencoderKLWan
+
+    from multitalk.training import trainer_for
+    from multitalk.training.digest import weights_digest
+
+    first = trainer_for(config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2,
+                               checkpoint_every=2), progress=False)
+    first.run()
+    start = AutoencoderKLWan.from_pretrained(tmp_path / "run" / "final")
+    settings = config(tmp_path, data, stage="vae", init=str(tmp_path / "run" / "final"), trainable="decoder",
+                      output=str(tmp_path / "decoder"), frames=5, steps=4, lr=2e-3, checkpoint_every=2)
+    trainer = trainer_for(settings, progress=False)
+    assert 0 < trainer.trainable_count < trainer.total_count
+    trainer.run()
+    tuned = AutoencoderKLWan.from_pretrained(tmp_path / "decoder" / "final")
+    encoder = lambda vae: [vae.encoder, vae.quant_conv]  # noqa: E731
+    assert [weights_digest(m) for m in encoder(tuned)] == [weights_digest(m) for m in encoder(start)]
+    assert weights_digest(tuned.decoder) != weights_digest(start.decoder)
+    assert tuned.config.latents_mean == start.config.latents_mean  # same encoder, same statistics
+    with pytest.raises(MultiTalkInputError, match="for the dit stage"):
+        TrainConfig(output="x", data="y", trainable="decoder")
+
+
 def test_new_vae_starts_with_the_posterior_noise_asked_for():
     import torch
 
@@ -151,10 +176,11 @@ def test_demo_recipe_configs_are_valid():
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "demo"
     stages = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
-    assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2"}
+    assert set(stages) == {"vae_image", "vae", "vae_mouths", "base", "stage1", "stage2"}
     assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
-    assert stages["vae"].mouth_weight > 0 and stages["stage1"].mouth_weight > 0
-    assert stages["vae"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
+    assert stages["vae_mouths"].init == stages["vae"].output + "/final"
+    assert 0 < stages["vae"].mouth_weight < stages["vae_mouths"].mouth_weight and stages["stage1"].mouth_weight > 0
+    assert stages["vae_mouths"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
     assert stages["stage1"].people == [1, 1] and stages["stage2"].people[0] >= 2
     assert stages["stage1"].trainable == stages["stage2"].trainable == "audio"
     dit = [stages[name] for name in ("base", "stage1", "stage2")]  # one shared cache: the same clips for all
@@ -163,8 +189,11 @@ def test_demo_recipe_configs_are_valid():
 
 def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, data):
     """The demo recipe's hand-offs, tiny: VAE -> image->video base -> audio stage -> a video."""
+    from diffusers import AutoencoderKLWan
+
     from multitalk.checkpoints import load_pipeline
     from multitalk.training import trainer_for
+    from multitalk.training.digest import weights_digest
 
     def stage(name, **settings):
         trainer_for(config(tmp_path / name, data, steps=2, checkpoint_every=2, **settings), progress=False).run()
@@ -176,6 +205,11 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
     final = stage("stage1", init=base, trainable="audio")
     pipe = load_pipeline(final)
     assert pipe.vae.config.latents_mean == load_pipeline(base).vae.config.latents_mean
+    # a model goes on with a retrained VAE (`vae:` with a model folder as `init:`)
+    vae2 = stage("vae2", stage="vae", init=vae, frames=5, mouth_weight=150.0)
+    again = load_pipeline(stage("again", init=final, vae=vae2, trainable="audio"))
+    assert weights_digest(again.vae) == weights_digest(AutoencoderKLWan.from_pretrained(vae2))
+    assert weights_digest(again.vae) != weights_digest(pipe.vae)
     sample = data / "000000"
     from multitalk.media import read_audio, read_image
 

@@ -240,7 +240,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import load_config, trainer_for
 
-    config = load_config(args.config, steps=args.steps, output=args.output)
+    config = load_config(args.config, steps=args.steps, output=args.output, init=args.init)
     trainer = trainer_for(config, progress=not args.quiet)
     start = time.perf_counter()
     history = trainer.run(resume=args.resume)
@@ -335,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train.add_argument("--steps", type=int, help="override the config's step count")
     train.add_argument("--output", help="override the config's run folder")
+    train.add_argument("--init", help="override where the run starts: a preset name or a model folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_train)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import MultiTalkInputError
 
-TRAINABLE = ("audio", "all")
+TRAINABLE = {"dit": ("audio", "all"), "vae": ("all", "decoder")}  # per stage; the first is the default
 STAGES = ("dit", "vae")
 
 
@@ -16,7 +16,8 @@ class TrainConfig:
     output: str  # run folder: checkpoints, loss curve, the final pipeline folder
     data: str  # a `multitalk synth` folder
     stage: str = "dit"  # dit: the transformer (base or audio stages); vae: the video autoencoder
-    vae: str | None = None  # dit stage from a preset: a trained VAE folder to use instead of a random one
+    vae: str | None = None  # dit stages: a trained VAE folder to use instead of the preset's random one or
+    #                         the init folder's own
     vae_base_dim: int = 16  # vae stage: width of a new AutoencoderKLWan
     vae_residual: bool = True  # vae stage: Wan2.2-style residual down/up-sampling in a new VAE
     posterior_std_init: float | None = 0.05  # vae stage: a new VAE's initial posterior noise (None: ~1)
@@ -38,7 +39,8 @@ class TrainConfig:
     batch_size: int = 2
     lr: float = 1e-4
     weight_decay: float = 0.0
-    trainable: str = "audio"  # audio: adapter + norm_x + audio cross-attention only; all: everything
+    trainable: str | None = None  # dit: audio (adapter + norm_x + audio cross-attention only, the default) or all;
+    #                               vae: all (the default) or decoder (the latents, and every DiT trained on them, stay)
     i2v_share: float = 0.0  # multi-task: share of batches that are image->video (audio zeroed)
     audio_dropout: float = 0.1  # for audio guidance
     text_dropout: float = 0.1  # for text guidance
@@ -55,8 +57,11 @@ class TrainConfig:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise MultiTalkInputError(f"stage must be one of {STAGES}, got {self.stage!r}")
-        if self.trainable not in TRAINABLE:
-            raise MultiTalkInputError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        choices = TRAINABLE[self.stage]
+        self.trainable = choices[0] if self.trainable is None else self.trainable
+        if self.trainable not in choices:
+            raise MultiTalkInputError(f"trainable must be one of {choices} for the {self.stage} stage, "
+                                      f"got {self.trainable!r}")
         if (self.frames - 1) % 4:
             raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")
         if self.motion_share and not 1 <= self.motion_frames < self.frames:

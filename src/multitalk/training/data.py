@@ -155,7 +155,11 @@ class CachedClips:
         people = sorted(self.groups)
         weights = np.array([len(self.groups[p]) for p in people], dtype=float)
         group = self.groups[people[rng.choice(len(people), p=weights / weights.sum())]]
-        picks = [self.items[i] for i in rng.choice(group, size=size)]
+        return self.stack(rng.choice(group, size=size).tolist(), motion)
+
+    def stack(self, indices: list[int], motion: bool = False) -> dict[str, torch.Tensor]:
+        """The batch of these clips (all with the same number of people); prompts padded to the longest."""
+        picks = [self.items[i] for i in indices]
         longest = max(item["text"].shape[0] for item in picks)
         text = torch.stack([torch.nn.functional.pad(item["text"], (0, 0, 0, longest - item["text"].shape[0]))
                             for item in picks])

@@ -167,7 +167,12 @@ class Trainer(TrainingLoop):
         from ..random_pipeline import random_pipeline
 
         if Path(self.config.init).is_dir():
-            return load_pipeline(self.config.init)
+            pipe = load_pipeline(self.config.init)
+            if self.config.vae:  # a model goes on with a retrained VAE: its latents are the ones to learn now
+                from diffusers import AutoencoderKLWan
+
+                pipe.vae = AutoencoderKLWan.from_pretrained(self.config.vae)
+            return pipe
         return random_pipeline(self.config.init, seed=self.config.seed, text_encoder=self.config.text_encoder,
                                buckets=[[self.config.size, self.config.size]], vae=self.config.vae)
 

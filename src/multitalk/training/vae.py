@@ -32,6 +32,7 @@ from diffusers import AutoencoderKLWan
 from ..conditioning.people import frames_to_uint8, resize_and_center_crop_frames
 from ..media import read_video
 from .config import TrainConfig
+from .digest import weights_digest
 from .heads import head_weights, scene_heads
 from .trainer import TrainingLoop
 
@@ -86,13 +87,17 @@ class VAETrainer(TrainingLoop):
         else:
             vae = new_vae(config.vae_base_dim, config.vae_residual, config.posterior_std_init)
         vae.train()
+        if config.trainable == "decoder":  # the encoder, so the latent space, stays as it is
+            vae.encoder.requires_grad_(False)
+            vae.quant_conv.requires_grad_(False)
+            self.digest = weights_digest(vae, frozen_only=True)
         self.videos = load_frames(config.data, config.size, tuple(config.people))
         weighted = config.face_weight or config.mouth_weight
         self.heads = load_heads(config.data, config.size, tuple(config.people)) if weighted else None
-        self._prepare(vae, list(vae.parameters()))
+        self._prepare(vae, [p for p in vae.parameters() if p.requires_grad])
 
     def describe(self) -> str:
-        return f"{super().describe()} (VAE); {len(self.videos)} videos"
+        return f"{super().describe()} (VAE, {self.config.trainable}); {len(self.videos)} videos"
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips ``B, 3, F, S, S`` in [-1, 1] and their per-pixel loss weights ``B, 1, F, S, S``."""
@@ -111,7 +116,8 @@ class VAETrainer(TrainingLoop):
     def train_step(self) -> tuple[float, str]:
         x, weight = (t.to(self.accelerator.device) for t in self._batch())
         with self.accelerator.autocast():
-            posterior = self.model.encode(x).latent_dist
+            with torch.set_grad_enabled(self.config.trainable == "all"):
+                posterior = self.model.encode(x).latent_dist
             noise = torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
             recon = self.model.decode(posterior.mean + posterior.std * noise).sample.float()
             loss = ((weight * (recon - x) ** 2).mean()

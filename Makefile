@@ -36,7 +36,6 @@ train-demo: venv
 	$(VENV)/bin/multitalk synth --out $(DEMO_DATA) --count 400 --people 1-3 --seconds 5 --size 64 --seed 0
 	$(VENV)/bin/multitalk train configs/demo/vae_image.yaml --resume
 	$(VENV)/bin/multitalk train configs/demo/vae.yaml --resume
-	$(VENV)/bin/multitalk train configs/demo/vae_mouths.yaml --resume
 	$(VENV)/bin/multitalk train configs/demo/base.yaml --resume
 	$(VENV)/bin/multitalk train configs/demo/stage1.yaml --resume
 	$(VENV)/bin/multitalk train configs/demo/stage2.yaml --resume

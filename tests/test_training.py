@@ -176,11 +176,10 @@ def test_demo_recipe_configs_are_valid():
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "demo"
     stages = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
-    assert set(stages) == {"vae_image", "vae", "vae_mouths", "base", "stage1", "stage2"}
+    assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2"}
     assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
-    assert stages["vae_mouths"].init == stages["vae"].output + "/final"
-    assert 0 < stages["vae"].mouth_weight < stages["vae_mouths"].mouth_weight and stages["stage1"].mouth_weight > 0
-    assert stages["vae_mouths"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
+    assert stages["vae"].mouth_weight > 0 and stages["stage1"].mouth_weight > 0
+    assert stages["vae"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
     assert stages["stage1"].people == [1, 1] and stages["stage2"].people[0] >= 2
     assert stages["stage1"].trainable == stages["stage2"].trainable == "audio"
     dit = [stages[name] for name in ("base", "stage1", "stage2")]  # one shared cache: the same clips for all

@@ -34,7 +34,8 @@ def generate(pipe, sample, tracks, args, seconds=None):
     scene = sample.scene
     return pipe(sample.video[0], tracks, scene.prompt, bboxes=scene.bboxes(), mode="streaming",
                 num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps, seed=args.seed,
-                text_guidance=args.text_guidance, audio_guidance=args.audio_guidance, progress=False).frames
+                text_guidance=args.text_guidance, audio_guidance=args.audio_guidance, color_match=args.color_match,
+                progress=False).frames
 
 
 def sync_rows(pipe, args) -> list[str]:
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--motion-frames", type=int, help="default: the model's own sampling settings")
     parser.add_argument("--text-guidance", type=float, help="default: the model's own sampling settings")
     parser.add_argument("--audio-guidance", type=float, help="default: the model's own sampling settings")
+    parser.add_argument("--color-match", action="store_true", help="match each clip's colours to the image's")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--strip", help="write the long video's frame strip here (PNG)")
     args = parser.parse_args()
@@ -108,7 +110,7 @@ def main() -> None:
     print(f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
           f"{args.steps} steps, clips of {args.frames} frames ({args.motion_frames} carried over), guidance "
-          f"text {args.text_guidance:g} / audio {args.audio_guidance:g}\n")
+          f"text {args.text_guidance:g} / audio {args.audio_guidance:g}{', colours matched' * args.color_match}\n")
     print("| people | audio | voices | lip-sync | binding acc. | colour drift | heads found |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(sync_rows(pipe, args)))

@@ -24,23 +24,17 @@ import torch
 from multitalk.checkpoints import load_pipeline
 from multitalk.training import load_config
 from multitalk.training.data import CachedClips, build_cache
+from multitalk.training.trainer import velocity_error
 
 SIGMAS = (0.3, 0.6, 0.9)
 
 
 def mouth_loss(model, batch: dict[str, torch.Tensor], sigma: float, noise: torch.Tensor, audio: str) -> float:
     """Mean squared velocity error over the latent cells holding a mouth."""
-    x0 = batch["latents"]
-    noisy = (1 - sigma) * x0 + sigma * noise
-    voices, masks = batch["audio"], batch["masks"]
-    if audio == "none":
-        voices, masks = torch.zeros_like(voices[:, :1]), None  # the sampler's "no audio": one zero stream
-    elif audio == "rotated":
-        voices = voices.roll(1, dims=1)  # person p hears person p-1
-    timestep = torch.full((x0.shape[0],), sigma * 1000)
-    pred = model(hidden_states=torch.cat([noisy, batch["condition"]], 1), timestep=timestep,
-                 encoder_hidden_states=batch["text"], audio=voices, reference_masks=masks, return_dict=False)[0]
-    error = ((pred.float() - (noise - x0)) ** 2).mean(1)  # B, T, h, w
+    if audio == "rotated":
+        batch = {**batch, "audio": batch["audio"].roll(1, dims=1)}  # person p hears person p-1
+    sigmas = torch.full((batch["latents"].shape[0],), sigma)
+    error = velocity_error(model, batch, sigmas, noise, use_audio=audio != "none").mean(1)  # B, T, h, w
     return float((error * batch["mouths"]).sum() / batch["mouths"].sum().clamp_min(1))
 
 

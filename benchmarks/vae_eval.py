@@ -63,7 +63,7 @@ def average_time(video: np.ndarray, window: int, stride: int = 4) -> np.ndarray:
 
 
 def average_space(video: np.ndarray, block: int = 8) -> np.ndarray:
-    """Each ``block``×``block`` square of pixels replaced by its mean (frames a multiple of ``block``)."""
+    """Each ``block``×``block`` square of pixels replaced by its mean (height and width multiples of ``block``)."""
     frames, height, width, _ = video.shape
     blocks = video.astype(np.float32).reshape(frames, height // block, block, width // block, block, 3)
     means = blocks.mean((2, 4), keepdims=True)

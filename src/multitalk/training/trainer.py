@@ -36,14 +36,10 @@ def batch_kind(rng: np.random.Generator, config: TrainConfig) -> str:
     return "audio"
 
 
-def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
-                       use_audio: bool, mouth_weight: float = 0.0) -> torch.Tensor:
-    """MSE between the predicted and the true velocity ``noise − x0`` at noise levels ``sigmas``.
-
-    ``mouth_weight``: the latent cells holding a mouth (``batch["mouths"]``) count that much more —
-    at 64 px each mouth lies in one or two of the 64 cells of a latent frame: too little of the loss for the
-    audio layers to learn from in a short run.
-    """
+def velocity_error(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
+                   use_audio: bool) -> torch.Tensor:
+    """Squared error ``B, C, T, h, w`` of the predicted velocity against the true ``noise − x0`` at
+    noise levels ``sigmas``; without audio the model gets one all-zero stream, the sampler's "no audio"."""
     x0 = batch["latents"]
     s = sigmas.view(-1, 1, 1, 1, 1)
     noisy = (1 - s) * x0 + s * noise
@@ -51,7 +47,18 @@ def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tens
     pred = model(hidden_states=torch.cat([noisy, batch["condition"]], dim=1), timestep=sigmas * 1000,
                  encoder_hidden_states=batch["text"], audio=audio,
                  reference_masks=batch["masks"] if use_audio else None, return_dict=False)[0]
-    error = (pred.float() - (noise - x0).float()) ** 2  # B, C, T, h, w
+    return (pred.float() - (noise - x0).float()) ** 2
+
+
+def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
+                       use_audio: bool, mouth_weight: float = 0.0) -> torch.Tensor:
+    """Mean ``velocity_error``.
+
+    ``mouth_weight``: the latent cells holding a mouth (``batch["mouths"]``) count that much more —
+    at 64 px each mouth lies in one or two of the 64 cells of a latent frame: too little of the loss for the
+    audio layers to learn from in a short run.
+    """
+    error = velocity_error(model, batch, sigmas, noise, use_audio)  # B, C, T, h, w
     if mouth_weight:
         error = error * (1 + mouth_weight * batch["mouths"][:, None])
     return error.mean()

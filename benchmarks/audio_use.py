@@ -10,6 +10,13 @@ the sampler's guidance does with them. Faster than generating videos (minutes ag
 minutes on 2 CPU cores) and free of the VAE's ceiling, so it tells which half of the model to
 fix. Clips come from the run's clip cache (`--like`: the stage config that names it; the cache
 must fit the model's VAE and encoders, as in training); fixed noise levels and noise draws.
+
+`--pixels` also looks at what the VAE makes of it: the model's one-step predictions of the clean
+clip (``noisy − σ·velocity``, the sampler's x0 estimate) are decoded and their mouths read with
+the sync metric against the true openings (rotated voices: against the rotated openings), next to
+the clean latents decoded (the VAE's ceiling). Only clips that start at a scene's first frame
+(where the metric finds the heads), 17-frame lip-sync per person, so noisy; listening that shows
+in the loss but not here is lost in the VAE's decoding.
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ import numpy as np
 import torch
 
 from multitalk.checkpoints import load_pipeline
+from multitalk.conditioning.people import frames_to_uint8
+from multitalk.evaluation import evaluate_sync
+from multitalk.synthetic.dataset import load_scene_record
 from multitalk.training import load_config
 from multitalk.training.data import CachedClips, build_cache
-from multitalk.training.trainer import velocity_error
+from multitalk.training.trainer import predict_velocity, velocity_error
 
 SIGMAS = (0.3, 0.6, 0.9)
 
@@ -38,6 +48,42 @@ def mouth_loss(model, batch: dict[str, torch.Tensor], sigma: float, noise: torch
     return float((error * batch["mouths"]).sum() / batch["mouths"].sum().clamp_min(1))
 
 
+def decoded_lip_sync(pipe, latents: torch.Tensor, records: list[dict], rotate: bool = False) -> list[float]:
+    """Mean lip-sync of each clip's speaking people in ``latents`` (``B, C, T, h, w``) decoded."""
+    video = pipe.vae_decode(latents)  # B, 3, F, H, W
+    scores = []
+    for clip, record in zip(video, records):
+        truth = record["mouth_opening"][:, : clip.shape[1]]
+        truth = np.roll(truth, 1, axis=0) if rotate else truth  # as the voices: person p hears p-1
+        found = [v for v in evaluate_sync(frames_to_uint8(clip), record["scene"], truth).lip_sync if v is not None]
+        scores.extend(found)
+    return scores
+
+
+def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, count: int) -> None:
+    """Lip-sync of decoded one-step predictions at ``SIGMAS[1:]`` (see the module docstring)."""
+    first = [i for i, f in enumerate(files) if f.stem.endswith("_0")]  # clip 0 of a sample starts at frame 0
+    print(f"\n# decoded one-step predictions: lip-sync of up to {count} clips per row (starting at frame 0)\n")
+    print("| people | noise level | clean latents (VAE ceiling) | true voices | no audio | voices rotated |")
+    print("|---|---|---|---|---|---|")
+    for people in sorted(p for p in clips.groups if p > 1):
+        picks = [i for i in clips.groups[people] if i in first][:count]
+        records = [load_scene_record(data / files[i].stem.rsplit("_", 1)[0]) for i in picks]
+        batch = clips.stack(picks)
+        clean = np.mean(decoded_lip_sync(pipe, batch["latents"], records))
+        generator = torch.Generator().manual_seed(0)
+        for sigma in SIGMAS[1:]:
+            sigmas = torch.full((len(picks),), sigma)
+            noise = torch.randn(batch["latents"].shape, generator=generator)
+            row = []
+            for audio in ("true", "none", "rotated"):
+                voiced = {**batch, "audio": batch["audio"].roll(1, dims=1)} if audio == "rotated" else batch
+                noisy, velocity = predict_velocity(model, voiced, sigmas, noise, use_audio=audio != "none")
+                x0 = noisy - sigma * velocity
+                row.append(np.mean(decoded_lip_sync(pipe, x0, records, rotate=audio == "rotated")))
+            print(f"| {people} | {sigma} | {clean:.3f} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.3f} |")
+
+
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,6 +91,7 @@ def main() -> None:
     parser.add_argument("--like", type=Path, required=True, help="the stage config (YAML) whose clip cache to use")
     parser.add_argument("--cache", type=Path, help="another clip cache folder than the config's")
     parser.add_argument("--clips", type=int, default=24, help="clips per number of people (default 24)")
+    parser.add_argument("--pixels", action="store_true", help="also decode one-step predictions and read the mouths")
     args = parser.parse_args()
     config = load_config(args.like)
     pipe = load_pipeline(args.model)
@@ -75,6 +122,9 @@ def main() -> None:
         binds = "-" if rotated is None else f"{rotated / true - 1:+.1%}"
         shown = "-" if rotated is None else f"{rotated:.4f}"
         print(f"| {people} | {true:.4f} | {none:.4f} | {shown} | {none / true - 1:+.1%} | {binds} |")
+    if args.pixels:
+        pipe.vae.float()
+        pixel_table(pipe, model, clips, files, Path(config.data), args.clips)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 

@@ -111,7 +111,7 @@ def test_vae_decoder_only_training_keeps_the_encoder_and_so_the_latents(tmp_path
     from diffusers import AutoencoderKLWan
 
     from multitalk.training import trainer_for
-    from multitalk.training.digest import weights_digest
+    from multitalk.training.digest import encoder_digest, weights_digest
 
     first = trainer_for(config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2,
                                checkpoint_every=2), progress=False)
@@ -127,8 +127,11 @@ def test_vae_decoder_only_training_keeps_the_encoder_and_so_the_latents(tmp_path
         assert weights_digest(getattr(tuned, part)) == weights_digest(getattr(start, part))
     assert weights_digest(tuned.decoder) != weights_digest(start.decoder)
     assert tuned.config.latents_mean == start.config.latents_mean  # same encoder, same statistics
+    assert encoder_digest(tuned) == encoder_digest(start)  # so a clip cache made with either fits both
     with pytest.raises(MultiTalkInputError, match="for the dit stage"):
         TrainConfig(output="x", data="y", trainable="decoder")
+    with pytest.raises(MultiTalkInputError, match="vae_inflate needs"):
+        TrainConfig(output="x", data="y", stage="vae", init="new", vae_inflate=True)
 
 
 def test_new_vae_starts_with_the_posterior_noise_asked_for():
@@ -144,6 +147,40 @@ def test_new_vae_starts_with_the_posterior_noise_asked_for():
     assert 0.03 < float(small.mean()) < 0.08 and 0.5 < float(default.mean()) < 2
     grey = x.mean(1, keepdim=True).expand_as(x)
     assert float(chroma(grey).abs().max()) < 1e-6 and float(chroma(x).abs().mean()) > 0.1
+
+
+def test_an_inflated_image_vae_treats_a_clip_as_frames_on_their_own():
+    import torch
+
+    from multitalk.training.vae import inflate_to_video, new_vae
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 1, 32, 32) * 2 - 1
+    still = image.expand(-1, -1, 9, -1, -1)  # a clip that does not move
+    moving = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    vae = new_vae(4).eval()
+
+    def encode(x):
+        return vae.encode(x).latent_dist.mean  # 1, 16, T, 4, 4
+
+    with torch.no_grad():
+        as_image = encode(image)
+        before = (encode(still)[:, :, 1:] - as_image).abs().mean()  # random time weights: the still clip drifts off
+        inflate_to_video(vae)
+        assert torch.equal(encode(image), as_image)  # single frames are untouched
+        latents = encode(still)
+        # the encoder's time shortcut (an average) still treats a 4-frame group apart from a first frame
+        assert (latents[:, :, 1:] - as_image).abs().mean() < before / 3
+        assert torch.allclose(latents[:, :, 1], latents[:, :, 2], atol=1e-6)
+        held = vae.decode(as_image.expand(-1, -1, 3, -1, -1)).sample  # a latent held still decodes every frame
+        assert torch.allclose(held, vae.decode(as_image).sample.expand_as(held), atol=1e-5)  # as the image
+        # a moving clip: latent frame 1 (video frames 1-4) carries frame 2 and only the average of the others
+        changes = []
+        for frame in (2, 4):
+            flipped = moving.clone()
+            flipped[:, :, frame] = -flipped[:, :, frame]
+            changes.append((encode(flipped) - encode(moving))[:, :, 1].abs().mean())
+    assert changes[0] > 2 * changes[1]
 
 
 def test_head_weights_cover_each_head_and_mouth_in_the_resized_frames(data):

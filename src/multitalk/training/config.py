@@ -20,6 +20,8 @@ class TrainConfig:
     #                         the init folder's own
     vae_base_dim: int = 16  # vae stage: width of a new AutoencoderKLWan
     vae_residual: bool = True  # vae stage: Wan2.2-style residual down/up-sampling in a new VAE
+    vae_inflate: bool = False  # vae stage: start the init VAE's time axis as "each frame on its own" (an
+    #                            image-trained VAE as a video VAE; training/vae.py, inflate_to_video)
     posterior_std_init: float | None = 0.05  # vae stage: a new VAE's initial posterior noise (None: ~1)
     kl_weight: float = 1e-6  # vae stage: weight of the KL term
     chroma_weight: float = 0.0  # vae stage: extra weight on colour (each pixel minus its grey) in the loss
@@ -66,6 +68,8 @@ class TrainConfig:
             raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")
         if self.motion_share and not 1 <= self.motion_frames < self.frames:
             raise MultiTalkInputError(f"motion_share needs motion_frames in 1..{self.frames - 1}")
+        if self.vae_inflate and not (self.stage == "vae" and Path(self.init).is_dir()):
+            raise MultiTalkInputError("vae_inflate needs the vae stage and an init VAE folder (an image-trained VAE)")
         if self.posterior_std_init is not None and self.posterior_std_init <= 0:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
         for name in ("i2v_share", "audio_dropout", "text_dropout", "motion_share"):

@@ -27,7 +27,7 @@ from ..errors import MultiTalkInputError
 from ..media import atomic_output, read_audio, read_video
 from ..models.audio_adapter import frame_windows
 from ..synthetic.dataset import load_scene_record
-from .digest import weights_digest
+from .digest import encoder_digest, weights_digest
 from .heads import mouth_cells, scene_heads
 
 EMPTY_PROMPT = "empty_prompt.safetensors"
@@ -97,8 +97,9 @@ def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: in
                 progress: bool = True, clips: int = 1, motion_frames: int = 0) -> list[Path]:
     """Encode every sample once (kept across runs and stages; a rerun only adds what is missing).
 
-    ``key.json`` records what the clips were encoded with (clip shape, digests of the VAE and
-    encoders), so a cache shared between stages is never used with models it does not fit.
+    ``key.json`` records what the clips were encoded with (clip shape, digests of the VAE's encoder
+    half and of the text and audio encoders), so a cache shared between stages is never used with
+    models it does not fit.
     """
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -130,7 +131,8 @@ def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: in
 
 
 def cache_key(pipe, frames: int, size: int, clips: int, motion_frames: int) -> dict:
-    models = {name: weights_digest(getattr(pipe, name)) for name in ("vae", "text_encoder", "audio_encoder")}
+    models = {name: weights_digest(getattr(pipe, name)) for name in ("text_encoder", "audio_encoder")}
+    models["vae_encoder"] = encoder_digest(pipe.vae)
     return {"layout": CACHE_LAYOUT, "frames": frames, "size": size, "clips_per_sample": clips,
             "motion_frames": motion_frames, **models}
 

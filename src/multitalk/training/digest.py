@@ -19,3 +19,12 @@ def weights_digest(module: torch.nn.Module, frozen_only: bool = False) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def encoder_digest(vae) -> str:
+    """What a VAE's normalised latents depend on: the encoder half (``encoder``, ``quant_conv``) and
+    the latent statistics in its config — not the decoder, so a decoder trained further
+    (``trainable: decoder``) keeps the clip caches and every transformer trained on them valid."""
+    halves = torch.nn.ModuleDict({"encoder": vae.encoder, "quant_conv": vae.quant_conv})
+    stats = [vae.config.get("latents_mean"), vae.config.get("latents_std")]
+    return hashlib.sha256((weights_digest(halves) + repr(stats)).encode()).hexdigest()

@@ -36,18 +36,24 @@ def batch_kind(rng: np.random.Generator, config: TrainConfig) -> str:
     return "audio"
 
 
-def velocity_error(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
-                   use_audio: bool) -> torch.Tensor:
-    """Squared error ``B, C, T, h, w`` of the predicted velocity against the true ``noise − x0`` at
-    noise levels ``sigmas``; without audio the model gets one all-zero stream, the sampler's "no audio"."""
-    x0 = batch["latents"]
+def predict_velocity(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
+                     use_audio: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clips' latents noised to ``sigmas`` and the model's velocity for them (both ``B, C, T, h, w``);
+    without audio the model gets one all-zero stream, the sampler's "no audio"."""
     s = sigmas.view(-1, 1, 1, 1, 1)
-    noisy = (1 - s) * x0 + s * noise
+    noisy = (1 - s) * batch["latents"] + s * noise
     audio = batch["audio"] if use_audio else torch.zeros_like(batch["audio"][:, :1])  # no audio: one zero stream
     pred = model(hidden_states=torch.cat([noisy, batch["condition"]], dim=1), timestep=sigmas * 1000,
                  encoder_hidden_states=batch["text"], audio=audio,
                  reference_masks=batch["masks"] if use_audio else None, return_dict=False)[0]
-    return (pred.float() - (noise - x0).float()) ** 2
+    return noisy, pred
+
+
+def velocity_error(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
+                   use_audio: bool) -> torch.Tensor:
+    """Squared error ``B, C, T, h, w`` of the predicted velocity against the true ``noise − x0``."""
+    _, pred = predict_velocity(model, batch, sigmas, noise, use_audio)
+    return (pred.float() - (noise - batch["latents"]).float()) ** 2
 
 
 def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,

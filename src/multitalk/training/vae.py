@@ -17,7 +17,12 @@ Mouths are a few pixels at 64 px: ``face_weight`` weighs the pixels of every hea
 more, and ``mouth_weight`` those of the box where the sync metric reads each mouth
 (evaluation/sync.py; see heads.py) — with faces alone the reconstructed mouths stayed faint.
 Single frames (``frames: 1``) are ~3× cheaper per step than 9-frame clips, so the recipe
-first trains on images, then on clips from that checkpoint.
+first trains on images, then on clips from that checkpoint — *inflated* first
+(``vae_inflate``, ``inflate_to_video``): a causal VAE trained on single frames has only ever
+used the last time slice of its 3D kernels and never its temporal down/up-sampling, so those
+weights are still random. Started as they were, 1000 clip steps left the mouths of frames
+after the first nearly still (lip-sync of the reconstructions 0.28); inflated, the same VAE
+with no clip training at all reads 0.62 (docs/demo-model.md).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
 from ..conditioning.people import frames_to_uint8, resize_and_center_crop_frames
 from ..media import read_video
@@ -74,6 +80,35 @@ def new_vae(base_dim: int, residual: bool = True, posterior_std: float | None = 
     return vae
 
 
+@torch.no_grad()
+def inflate_to_video(vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    """Make an image-trained VAE handle clips as a sequence of images, in place.
+
+    Every causal 3D convolution keeps only its last time slice (the one that sees the current
+    frame: all a single frame ever reached); the encoder's temporal down-sampling passes one
+    frame of each pair on (the second, then the first: frame 2 of every 4), the decoder's
+    up-sampling repeats each latent frame. The latent frame of 4 video frames is then that of one
+    of them, held for 4 — a start clip training improves on instead of random mixing in time.
+    """
+    downsamplings = 0
+    for name, module in vae.named_modules():
+        if isinstance(module, WanResample) and hasattr(module, "time_conv"):
+            weight = module.time_conv.weight  # out, in, 3, 1, 1
+            weight.zero_()
+            module.time_conv.bias.zero_()
+            if module.mode == "downsample3d":  # input [last frame before, f1, f2, ...] -> one of each pair
+                take = 2 if downsamplings == 0 else 1  # f2 of (f1, f2), then the first of each pair
+                weight[:, :, take, 0, 0] = torch.eye(weight.shape[0])
+                downsamplings += 1
+            else:  # upsample3d: out = two frames' channels, both the current latent frame
+                half = weight.shape[0] // 2
+                weight[:half, :, -1, 0, 0] = torch.eye(half)
+                weight[half:, :, -1, 0, 0] = torch.eye(half)
+        elif isinstance(module, WanCausalConv3d) and not name.endswith("time_conv") and module.weight.shape[2] > 1:
+            module.weight[:, :, :-1] = 0  # only the current frame
+    return vae
+
+
 def chroma(x: torch.Tensor) -> torch.Tensor:
     """Each pixel's colour minus its grey level (``B, 3, F, H, W``): what a grey reconstruction misses."""
     return x - x.mean(1, keepdim=True)
@@ -84,6 +119,8 @@ class VAETrainer(TrainingLoop):
         super().__init__(config, progress)
         if Path(config.init).is_dir():
             vae = AutoencoderKLWan.from_pretrained(config.init)
+            if config.vae_inflate:
+                inflate_to_video(vae)
         else:
             vae = new_vae(config.vae_base_dim, config.vae_residual, config.posterior_std_init)
         vae.train()

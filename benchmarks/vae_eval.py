@@ -14,6 +14,8 @@ cannot draw; and how noisy the posterior is (std against the spread of its means
 frames replaced by their mean (what a VAE that only averages time would give), and 8×8 pixel
 blocks replaced by their mean (only averaging space) — a VAE below both is short of training,
 not of latent room.
+`--strip PNG` writes frames 6-13 of the first scene (a mouth opening), the originals above the
+reconstructions, 3× enlarged.
 A checkpoint folder (accelerate's `model.safetensors`) needs `--like`: the training config
 (YAML) or a VAE folder that gives its shape.
 """
@@ -31,6 +33,7 @@ from safetensors.torch import load_file
 
 from multitalk.conditioning.people import frames_to_uint8
 from multitalk.evaluation import evaluate_sync
+from multitalk.media import frame_strip, write_image
 from multitalk.synthetic import make_sample, random_scene
 from multitalk.training import load_config
 from multitalk.training.vae import new_vae
@@ -84,6 +87,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--clip-frames", type=int, help="decode independent windows of this many frames")
     parser.add_argument("--baselines", action="store_true", help="also the lip-sync left by plain averaging")
+    parser.add_argument("--strip", type=Path, help="write originals over reconstructions of the first scene (PNG)")
     args = parser.parse_args()
     window = args.clip_frames or args.frames
     if args.frames % window or (window - 1) % 4:
@@ -100,6 +104,9 @@ def main() -> None:
         posterior = vae.encode(x.permute(0, 4, 1, 2, 3)).latent_dist  # windows, 3, F, H, W
         out = vae.decode(posterior.mode()).sample.permute(1, 0, 2, 3, 4).flatten(1, 2)  # 3, windows·F, H, W
         recon = frames_to_uint8(out)
+        if args.strip and k == 0:
+            pair = np.concatenate([frame_strip(v[6:14], count=8) for v in (video, recon)], axis=0)
+            write_image(args.strip, pair.repeat(3, axis=0).repeat(3, axis=1))
         position = np.arange(args.frames) % window
         report = evaluate_sync(recon, sample.scene, sample.openings[:, : args.frames])
         truth = evaluate_sync(video, sample.scene, sample.openings[:, : args.frames])

@@ -88,7 +88,8 @@ def inflate_to_video(vae: AutoencoderKLWan) -> AutoencoderKLWan:
     frame: all a single frame ever reached); the encoder's temporal down-sampling passes one
     frame of each pair on (the second, then the first: frame 2 of every 4), the decoder's
     up-sampling repeats each latent frame. The latent frame of 4 video frames is then that of one
-    of them, held for 4 — a start clip training improves on instead of random mixing in time.
+    of them (plus, in a residual VAE, the time shortcut's average of the 4), held for 4 — a start
+    clip training improves on, instead of random mixing in time.
     """
     downsamplings = 0
     for name, module in vae.named_modules():

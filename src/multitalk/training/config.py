@@ -68,7 +68,7 @@ class TrainConfig:
             raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")
         if self.motion_share and not 1 <= self.motion_frames < self.frames:
             raise MultiTalkInputError(f"motion_share needs motion_frames in 1..{self.frames - 1}")
-        if self.vae_inflate and not (self.stage == "vae" and Path(self.init).is_dir()):
+        if self.vae_inflate and (self.stage != "vae" or self.init == "new"):  # the folder may not exist yet
             raise MultiTalkInputError("vae_inflate needs the vae stage and an init VAE folder (an image-trained VAE)")
         if self.posterior_std_init is not None and self.posterior_std_init <= 0:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")

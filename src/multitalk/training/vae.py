@@ -36,6 +36,7 @@ from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
 from ..conditioning.people import frames_to_uint8, resize_and_center_crop_frames
+from ..errors import MultiTalkInputError
 from ..media import read_video
 from .config import TrainConfig
 from .digest import weights_digest
@@ -118,6 +119,8 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
 class VAETrainer(TrainingLoop):
     def __init__(self, config: TrainConfig, progress: bool = True):
         super().__init__(config, progress)
+        if config.vae_inflate and not Path(config.init).is_dir():
+            raise MultiTalkInputError(f"vae_inflate: the image VAE {config.init} is not there; train its stage first")
         if Path(config.init).is_dir():
             vae = AutoencoderKLWan.from_pretrained(config.init)
             if config.vae_inflate:

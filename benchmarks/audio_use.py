@@ -39,17 +39,24 @@ from multitalk.training.trainer import predict_velocity, velocity_error
 SIGMAS = (0.3, 0.6, 0.9)
 
 
+def voiced(batch: dict[str, torch.Tensor], audio: str) -> dict[str, torch.Tensor]:
+    """The batch as ``audio`` ("true", "none", "rotated") hands out the voices; "none" is the
+    model call's business (``use_audio``)."""
+    if audio == "rotated":
+        return {**batch, "audio": batch["audio"].roll(1, dims=1)}  # person p hears person p-1
+    return batch
+
+
 def mouth_loss(model, batch: dict[str, torch.Tensor], sigma: float, noise: torch.Tensor, audio: str) -> float:
     """Mean squared velocity error over the latent cells holding a mouth."""
-    if audio == "rotated":
-        batch = {**batch, "audio": batch["audio"].roll(1, dims=1)}  # person p hears person p-1
+    batch = voiced(batch, audio)
     sigmas = torch.full((batch["latents"].shape[0],), sigma)
     error = velocity_error(model, batch, sigmas, noise, use_audio=audio != "none").mean(1)  # B, T, h, w
     return float((error * batch["mouths"]).sum() / batch["mouths"].sum().clamp_min(1))
 
 
 def decoded_lip_sync(pipe, latents: torch.Tensor, records: list[dict], rotate: bool = False) -> list[float]:
-    """Mean lip-sync of each clip's speaking people in ``latents`` (``B, C, T, h, w``) decoded."""
+    """Lip-sync of every speaking person of every clip in ``latents`` (``B, C, T, h, w``) decoded."""
     video = pipe.vae_decode(latents)  # B, 3, F, H, W
     scores = []
     for clip, record in zip(video, records):
@@ -62,7 +69,7 @@ def decoded_lip_sync(pipe, latents: torch.Tensor, records: list[dict], rotate: b
 
 def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, count: int) -> None:
     """Lip-sync of decoded one-step predictions at ``SIGMAS[1:]`` (see the module docstring)."""
-    first = [i for i, f in enumerate(files) if f.stem.endswith("_0")]  # clip 0 of a sample starts at frame 0
+    first = {i for i, f in enumerate(files) if f.stem.endswith("_0")}  # clip 0 of a sample starts at frame 0
     print(f"\n# decoded one-step predictions: lip-sync of up to {count} clips per row (starting at frame 0)\n")
     print("| people | noise level | clean latents (VAE ceiling) | true voices | no audio | voices rotated |")
     print("|---|---|---|---|---|---|")
@@ -77,8 +84,7 @@ def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, 
             noise = torch.randn(batch["latents"].shape, generator=generator)
             row = []
             for audio in ("true", "none", "rotated"):
-                voiced = {**batch, "audio": batch["audio"].roll(1, dims=1)} if audio == "rotated" else batch
-                noisy, velocity = predict_velocity(model, voiced, sigmas, noise, use_audio=audio != "none")
+                noisy, velocity = predict_velocity(model, voiced(batch, audio), sigmas, noise, audio != "none")
                 x0 = noisy - sigma * velocity
                 row.append(np.mean(decoded_lip_sync(pipe, x0, records, rotate=audio == "rotated")))
             print(f"| {people} | {sigma} | {clean:.3f} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.3f} |")

@@ -31,7 +31,7 @@ bench: venv
 # the slim copy that ships in the package. Sampling settings: the clip shape it was trained on, low
 # guidance (a small model breaks up at the official scales), 10 steps (docs/demo-model.md).
 DEMO_DATA := data/demo
-DEMO_SAMPLING := '{"num_frames": 17, "motion_frames": 5, "steps": 10, "text_guidance": 1.0, "audio_guidance": 2.0, "shift": 3.0}'
+DEMO_SAMPLING := '{"num_frames": 81, "motion_frames": 5, "steps": 10, "text_guidance": 5.0, "audio_guidance": 4.0, "shift": 3.0}'
 train-demo: venv
 	$(VENV)/bin/multitalk synth --out $(DEMO_DATA) --count 400 --people 1-3 --seconds 5 --size 64 --seed 0
 	$(VENV)/bin/multitalk train configs/demo/vae_image.yaml --resume

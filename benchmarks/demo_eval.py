@@ -30,7 +30,25 @@ from multitalk.synthetic import make_sample, mouth_openings, random_scene
 HELD_OUT = 900_000
 
 
-def generate(pipe, sample, tracks, args, seconds=None):
+def sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sampling flags every model benchmark shares; left out, the model's own settings hold."""
+    for flag, kind in (("--steps", int), ("--frames", int), ("--motion-frames", int), ("--text-guidance", float),
+                       ("--audio-guidance", float)):
+        parser.add_argument(flag, type=kind, help="default: the model's own sampling settings")
+    parser.add_argument("--color-match", action="store_true", help="match each clip's colours to the image's")
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def resolve_sampling(pipe, args: argparse.Namespace) -> None:
+    """Fill the sampling flags left out with the model's own settings (or the pipeline's defaults)."""
+    chosen = sampling_settings(pipe.config.sampling, num_frames=args.frames, motion_frames=args.motion_frames,
+                               steps=args.steps, text_guidance=args.text_guidance,
+                               audio_guidance=args.audio_guidance)
+    args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
+    args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
+
+
+def generate(pipe, sample, tracks, args):
     scene = sample.scene
     return pipe(sample.video[0], tracks, scene.prompt, bboxes=scene.bboxes(), mode="streaming",
                 num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps, seed=args.seed,
@@ -89,22 +107,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--long-seconds", type=float, default=20.0)
     parser.add_argument("--size", type=int, help="scene size (default: the model's first bucket)")
-    parser.add_argument("--steps", type=int, help="default: the model's own sampling settings")
-    parser.add_argument("--frames", type=int, help="default: the model's own sampling settings")
-    parser.add_argument("--motion-frames", type=int, help="default: the model's own sampling settings")
-    parser.add_argument("--text-guidance", type=float, help="default: the model's own sampling settings")
-    parser.add_argument("--audio-guidance", type=float, help="default: the model's own sampling settings")
-    parser.add_argument("--color-match", action="store_true", help="match each clip's colours to the image's")
-    parser.add_argument("--seed", type=int, default=42)
+    sampling_arguments(parser)
     parser.add_argument("--strip", help="write the long video's frame strip here (PNG)")
     args = parser.parse_args()
     args.model = args.model or default_model()
     pipe = load_pipeline(args.model)
-    chosen = sampling_settings(pipe.config.sampling, num_frames=args.frames, motion_frames=args.motion_frames,
-                               steps=args.steps, text_guidance=args.text_guidance,
-                               audio_guidance=args.audio_guidance)
-    args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
-    args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
+    resolve_sampling(pipe, args)
     args.size = args.size or pipe.config.buckets[0][0]
     start = time.perf_counter()
     print(f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "

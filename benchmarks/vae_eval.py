@@ -14,6 +14,9 @@ cannot draw; and how noisy the posterior is (std against the spread of its means
 frames replaced by their mean (what a VAE that only averages time would give), and 8×8 pixel
 blocks replaced by their mean (only averaging space) — a VAE below both is short of training,
 not of latent room.
+`--round-trips N` sends the last 5 frames of every scene's first window through the VAE N times
+(decode, encode again: what streaming does to the frames a clip hands to the next, about 40
+times in a 20-s demo video) and reports PSNR after 1 and N trips and the mean colour shift.
 `--strip PNG` writes frames 6-13 of the first scene (a mouth opening), the originals above the
 reconstructions, 3× enlarged.
 A checkpoint folder (accelerate's `model.safetensors`) needs `--like`: the training config
@@ -78,6 +81,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def round_trips(vae: AutoencoderKLWan, frames: np.ndarray, trips: int) -> tuple[float, float, np.ndarray]:
+    """PSNR after one and after ``trips`` decode-encode trips of ``frames`` ``(F, H, W, 3)``, and the
+    colour shift (mean RGB change, 0-255) after the last."""
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # 1, 3, F, H, W
+    out = x
+    for trip in range(trips):
+        out = vae.decode(vae.encode(out).latent_dist.mode()).sample.clamp(-1, 1)
+        if trip == 0:
+            first = frames_to_uint8(out[0])
+    last = frames_to_uint8(out[0])
+    shift = last.reshape(-1, 3).astype(np.float32).mean(0) - frames.reshape(-1, 3).mean(0)
+    return psnr(first, frames), psnr(last, frames), shift
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("vae", type=Path, help="VAE folder, or a training checkpoint folder with --like")
@@ -87,6 +105,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--clip-frames", type=int, help="decode independent windows of this many frames")
     parser.add_argument("--baselines", action="store_true", help="also the lip-sync left by plain averaging")
+    parser.add_argument("--round-trips", type=int, default=0, help="also the last 5 frames sent N times through")
     parser.add_argument("--strip", type=Path, help="write originals over reconstructions of the first scene (PNG)")
     args = parser.parse_args()
     window = args.clip_frames or args.frames
@@ -119,6 +138,9 @@ def main() -> None:
             "binding": report.binding_accuracy,
             "noise": float(posterior.std.mean() / posterior.mean.std()),
         })
+        if args.round_trips:
+            rows[-1]["trip1"], rows[-1]["tripN"], shift = round_trips(vae, video[window - 5: window], args.round_trips)
+            rows[-1]["shift"] = float(np.abs(shift).max())
         if args.baselines:
             for name, degraded in (("time", average_time(video, window)), ("space", average_space(video))):
                 lip_sync = evaluate_sync(degraded, sample.scene, sample.openings[:, : args.frames]).lip_sync
@@ -131,6 +153,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print(f"| {mean['first']:.1f} dB | {mean['early']:.1f} dB | {mean['late']:.1f} dB | {mean['sync']:.3f} | "
           f"{mean['sync_truth']:.3f} | {mean['binding']:.2f} | {mean['noise']:.2f} |")
+    if args.round_trips:
+        print(f"\nthe last 5 frames of a window through the VAE again and again: PSNR {mean['trip1']:.1f} dB after "
+              f"1 trip, {mean['tripN']:.1f} dB after {args.round_trips}; largest mean colour shift "
+              f"{mean['shift']:.1f} (0-255)")
     if args.baselines:
         print(f"\nlip-sync of the originals with each latent frame's 4 video frames averaged: {mean['time']:.3f}; "
               f"with 8×8 pixel blocks averaged: {mean['space']:.3f}")

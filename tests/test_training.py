@@ -134,6 +134,33 @@ def test_vae_decoder_only_training_keeps_the_encoder_and_so_the_latents(tmp_path
         TrainConfig(output="x", data="y", stage="vae", init="new", vae_inflate=True)
 
 
+def test_round_trip_loss_adds_the_second_trip_and_keeps_the_encoder(tmp_path, data):
+    """``round_trip_weight``: the loss gains the weighted error of the frames sent through the VAE again."""
+    from multitalk.training import trainer_for
+    from multitalk.training.digest import weights_digest
+
+    trainer_for(config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2,
+                       checkpoint_every=2), progress=False).run()
+    start = str(tmp_path / "run" / "final")
+
+    def first_step(weight, trips=1):
+        trainer = trainer_for(config(tmp_path, data, stage="vae", init=start, trainable="decoder", frames=5,
+                                     output=str(tmp_path / f"trip{weight}_{trips}"), round_trip_weight=weight,
+                                     round_trips=trips), progress=False)
+        encoder = weights_digest(trainer.model.encoder)
+        loss, _ = trainer.train_step()  # same seed: same clips and noise in every run
+        assert weights_digest(trainer.model.encoder) == encoder
+        return loss
+
+    plain, once, twice = first_step(0.0), first_step(1.0), first_step(2.0)
+    assert once > plain and twice - plain == pytest.approx(2 * (once - plain), rel=1e-3)
+    assert first_step(1.0, trips=4) > plain  # earlier trips without gradient first
+    with pytest.raises(MultiTalkInputError, match="round_trip_weight needs"):
+        TrainConfig(output="x", data="y", stage="vae", round_trip_weight=1.0, round_trip_frames=4)
+    with pytest.raises(MultiTalkInputError, match="round_trips must"):
+        TrainConfig(output="x", data="y", stage="vae", round_trips=0)
+
+
 def test_new_vae_starts_with_the_posterior_noise_asked_for():
     import torch
 
@@ -211,8 +238,10 @@ def test_demo_recipe_configs_are_valid():
 
     from multitalk.training import load_config
 
-    folder = Path(__file__).resolve().parents[1] / "configs" / "demo"
-    stages = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    stages = {p.stem: load_config(p) for p in (configs / "demo").glob("*.yaml")}
+    for experiment in (configs / "experiments").glob("*.yaml"):  # kept to rerun, so they must stay loadable
+        load_config(experiment)
     assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2"}
     assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
     assert stages["vae"].mouth_weight > 0 and stages["stage1"].mouth_weight > 0

@@ -26,6 +26,11 @@ class TrainConfig:
     kl_weight: float = 1e-6  # vae stage: weight of the KL term
     chroma_weight: float = 0.0  # vae stage: extra weight on colour (each pixel minus its grey) in the loss
     face_weight: float = 0.0  # vae stage: extra loss weight on the heads' pixels (synthetic samples)
+    round_trip_weight: float = 0.0  # vae stage: weight of the loss on the reconstruction's last round_trip_frames
+    #                                 encoded and decoded once more (streaming carries decoded frames into the
+    #                                 next clip through the encoder; training/vae.py)
+    round_trip_frames: int = 5  # vae stage: how many frames make that second trip (the streaming motion frames)
+    round_trips: int = 1  # vae stage: the graded trip comes after 0..round_trips-1 trips without gradient (drawn)
     mouth_weight: float = 0.0  # extra loss weight on the mouths (vae: the boxes the sync metric reads; dit: their
     #                            latent cells) — synthetic samples only
     init: str = "tiny"  # a preset name (random weights) or a pipeline folder to start from
@@ -70,6 +75,12 @@ class TrainConfig:
             raise MultiTalkInputError(f"motion_share needs motion_frames in 1..{self.frames - 1}")
         if self.vae_inflate and (self.stage != "vae" or self.init == "new"):  # the folder may not exist yet
             raise MultiTalkInputError("vae_inflate needs the vae stage and an init VAE folder (an image-trained VAE)")
+        if self.round_trip_weight and (self.stage != "vae" or not 1 <= self.round_trip_frames <= self.frames
+                                       or (self.round_trip_frames - 1) % 4):
+            raise MultiTalkInputError(f"round_trip_weight needs the vae stage and round_trip_frames of the form 4k+1 "
+                                      f"in 1..frames ({self.frames}), got {self.round_trip_frames}")
+        if self.round_trips < 1:
+            raise MultiTalkInputError(f"round_trips must be at least 1, got {self.round_trips}")
         if self.posterior_std_init is not None and self.posterior_std_init <= 0:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
         for name in ("i2v_share", "audio_dropout", "text_dropout", "motion_share"):

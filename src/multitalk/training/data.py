@@ -52,6 +52,11 @@ def read_sample_input(folder: Path) -> dict:
             "audio_type": spec.get("audio_type", "para")}
 
 
+def clip_starts(video_frames: int, frames: int, clips: int) -> list[int]:
+    """First frames of ``clips`` clips of ``frames`` spread evenly over a video (fewer if they would repeat)."""
+    return np.unique(np.linspace(0, video_frames - frames, clips).round().astype(int)).tolist()
+
+
 @torch.no_grad()
 def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
                   motion_frames: int = 0) -> list[dict[str, torch.Tensor]]:
@@ -73,7 +78,7 @@ def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
     if video.shape[0] < frames:
         return []
     items = []
-    for start in np.unique(np.linspace(0, video.shape[0] - frames, clips).round().astype(int)).tolist():
+    for start in clip_starts(video.shape[0], frames, clips):
         clip = resize_and_center_crop_frames(video[start : start + frames], (size, size))  # 3, F, S, S
         latents = pipe.vae_encode(clip[None])[0].float()
         audio = torch.stack([frame_windows(f, start, start + frames) for f in features])  # P, F, window, L, C

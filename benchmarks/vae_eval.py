@@ -15,8 +15,8 @@ frames replaced by their mean (what a VAE that only averages time would give), a
 blocks replaced by their mean (only averaging space) — a VAE below both is short of training,
 not of latent room.
 `--round-trips N` sends the last 5 frames of every scene's first window through the VAE N times
-(decode, encode again: what streaming does to the frames a clip hands to the next, about 40
-times in a 20-s demo video) and reports PSNR after 1 and N trips and the mean colour shift.
+(decode, encode again: what streaming does to the frames a clip hands to the next, once per
+clip) and reports PSNR after 1 and N trips and the mean colour shift.
 `--strip PNG` writes frames 6-13 of the first scene (a mouth opening), the originals above the
 reconstructions, 3× enlarged.
 A checkpoint folder (accelerate's `model.safetensors`) needs `--like`: the training config
@@ -80,7 +80,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / max(np.mean((a.astype(np.float64) - b) ** 2), 1e-9)))
 
 
-@torch.no_grad()
 @torch.no_grad()
 def round_trips(vae: AutoencoderKLWan, frames: np.ndarray, trips: int) -> tuple[float, float, np.ndarray]:
     """PSNR after one and after ``trips`` decode-encode trips of ``frames`` ``(F, H, W, 3)``, and the

@@ -25,7 +25,7 @@ after the first nearly still (lip-sync of the reconstructions 0.28); inflated, t
 with no clip training at all reads 0.62 (docs/demo-model.md).
 Streaming decodes a clip, then encodes its last frames again to condition the next one, so a
 long video sends its frames through the VAE again and again; the recipe's VAE shifts colours
-a little with each trip (red −4) and turns the background into stripes within ten.
+a little with each trip and turns the background into stripes within ten.
 ``round_trip_weight`` adds the loss of the reconstruction's last frames sent through once more
 (after up to ``round_trips − 1`` trips without gradient), against the original frames. With
 ``trainable: decoder`` the latents, and every DiT trained on them, stay. An experiment, not in

@@ -9,7 +9,7 @@ from multitalk.cli import main
 from multitalk.errors import MultiTalkInputError
 from multitalk.synthetic import write_dataset
 from multitalk.training import TrainConfig, Trainer, flow_matching_loss
-from multitalk.training.trainer import batch_kind
+from multitalk.training.trainer import batch_kind, noise_given_latents
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
 
     vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5, chroma_weight=4.0, face_weight=8.0,
                 mouth_weight=40.0)
-    base = stage("base", vae=vae, trainable="all", i2v_share=1.0)
+    base = stage("base", vae=vae, trainable="all", i2v_share=1.0, motion_frames=5, motion_share=1.0, motion_noise=0.2)
     final = stage("stage1", init=base, trainable="audio")
     pipe = load_pipeline(final)
     assert pipe.vae.config.latents_mean == load_pipeline(base).vae.config.latents_mean
@@ -311,6 +311,26 @@ def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_pa
     other = random_pipeline("tiny", seed=1)
     with pytest.raises(Exception, match="encoded with other .*vae"):
         build_cache(other, data, cache, 9, 64, (1, 2), progress=False, clips=3, motion_frames=5)
+
+
+def test_motion_noise_touches_only_the_given_frames_latents():
+    from multitalk.pipeline import condition_mask
+
+    latents = torch.randn(3, 16, 5, 4, 4)
+    mask = condition_mask(17, 5, (4, 4))[None].expand(3, -1, -1, -1, -1)  # 5 frames -> latent frames 0, 1
+    condition = torch.cat([mask, latents], dim=1)
+    noised = noise_given_latents(condition, 16, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(noised[:, :4], condition[:, :4])  # the masks still say which frames are given
+    assert torch.equal(noised[:, 4:, 2:], latents[:, :, 2:])  # frames not given are left alone
+    changed = (noised[:, 4:, :2] - latents[:, :, :2]).abs().flatten(1).amax(1)
+    assert (changed > 0).all()
+    # at most half noise: the given latents stay correlated with what they were
+    for b in range(3):
+        assert torch.corrcoef(torch.stack([noised[b, 4:, :2].flatten(), latents[b, :, :2].flatten()]))[0, 1] > 0.5
+    with pytest.raises(MultiTalkInputError, match="motion_noise"):
+        TrainConfig(output="x", data="y", motion_noise=0.1)
+    with pytest.raises(MultiTalkInputError, match="motion_noise"):
+        TrainConfig(output="x", data="y", motion_frames=5, motion_share=0.3, motion_noise=1.5)
 
 
 def test_mouth_cells_mark_the_latent_cells_under_each_mouth(data):

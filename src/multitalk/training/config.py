@@ -41,6 +41,8 @@ class TrainConfig:
     clips_per_sample: int = 1  # dit stages: back-to-back clips cut from each sample video
     motion_frames: int = 0  # dit stages: also learn streaming continuations with this many given frames
     motion_share: float = 0.0  # share of batches conditioned on motion frames instead of one image
+    motion_noise: float = 0.0  # those batches' given latents are mixed with noise, a share drawn in [0, this]:
+    #                            streaming carries over generated frames, never clean ones (trainer.py)
     size: int = 64
     steps: int = 100
     batch_size: int = 2
@@ -83,7 +85,9 @@ class TrainConfig:
             raise MultiTalkInputError(f"round_trips must be at least 1, got {self.round_trips}")
         if self.posterior_std_init is not None and self.posterior_std_init <= 0:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
-        for name in ("i2v_share", "audio_dropout", "text_dropout", "motion_share"):
+        if self.motion_noise and not self.motion_share:
+            raise MultiTalkInputError("motion_noise only acts on motion_share batches: set motion_share too")
+        for name in ("i2v_share", "audio_dropout", "text_dropout", "motion_share", "motion_noise"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 

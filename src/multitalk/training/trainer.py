@@ -36,6 +36,23 @@ def batch_kind(rng: np.random.Generator, config: TrainConfig) -> str:
     return "audio"
 
 
+def noise_given_latents(condition: torch.Tensor, latent_channels: int, most: float,
+                        generator: torch.Generator) -> torch.Tensor:
+    """``condition`` (mask channels + latents, ``B, M + C, T, h, w``) with the latents of its given frames
+    mixed with noise, ``(1 - s) x + s e`` with ``s`` drawn in ``[0, most]`` per clip.
+
+    A stream's next clip starts from frames the model made, decoded and encoded again, never from a
+    real video's clean latents; a model that only saw clean ones trusts every small error it is handed
+    and the errors add up clip after clip (colours drift). The mask channels stay: they say which
+    frames are given, not what they hold.
+    """
+    masks, latents = condition[:, :-latent_channels], condition[:, -latent_channels:]
+    given = masks.amax(1, keepdim=True)  # B, 1, T, h, w: 1 on latent frames holding a given frame
+    s = torch.rand(condition.shape[0], 1, 1, 1, 1, generator=generator) * most * given
+    noise = torch.randn(latents.shape, generator=generator)
+    return torch.cat([masks, (1 - s) * latents + s * noise], dim=1)
+
+
 def predict_velocity(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
                      use_audio: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The clips' latents noised to ``sigmas`` and the model's velocity for them (both ``B, C, T, h, w``);
@@ -194,7 +211,11 @@ class Trainer(TrainingLoop):
     def train_step(self) -> tuple[float, str]:
         config = self.config
         kind = batch_kind(self.rng, config)
-        batch = self.clips.batch(self.rng, config.batch_size, motion=self.rng.random() < config.motion_share)
+        motion = self.rng.random() < config.motion_share
+        batch = self.clips.batch(self.rng, config.batch_size, motion=motion)
+        if motion and config.motion_noise:
+            batch["condition"] = noise_given_latents(batch["condition"], batch["latents"].shape[1],
+                                                     config.motion_noise, self.noise)
         if self.rng.random() < config.text_dropout:
             batch["text"] = self.clips.empty_text[None].expand(config.batch_size, -1, -1)
         u = torch.rand(config.batch_size, generator=self.noise)

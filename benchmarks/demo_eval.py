@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import time
 
 import numpy as np
@@ -29,6 +30,7 @@ from multitalk.synthetic import make_sample, mouth_openings, random_scene
 
 HELD_OUT = 900_000
 PARTS = ("sync", "prompt", "long")
+FLIP = {"right": "left", "left": "right"}
 
 
 def sampling_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,12 +51,12 @@ def resolve_sampling(pipe, args: argparse.Namespace) -> None:
     args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
 
 
-def generate(pipe, sample, tracks, args):
+def generate(pipe, sample, tracks, args, prompt: str | None = None):
     scene = sample.scene
-    return pipe(sample.video[0], tracks, scene.prompt, bboxes=scene.bboxes(), mode="streaming",
-                num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps, seed=args.seed,
-                text_guidance=args.text_guidance, audio_guidance=args.audio_guidance, color_match=args.color_match,
-                progress=False).frames
+    return pipe(sample.video[0], tracks, scene.prompt if prompt is None else prompt, bboxes=scene.bboxes(),
+                mode="streaming", num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
+                seed=args.seed, text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
+                color_match=args.color_match, progress=False).frames
 
 
 def sync_rows(pipe, args) -> list[str]:
@@ -79,18 +81,29 @@ def sync_rows(pipe, args) -> list[str]:
     return rows
 
 
-def prompt_following(pipe, args) -> tuple[int, int]:
-    right = 0
+def walked(pipe, sample, prompt, args) -> tuple[float, bool]:
+    """How far (px) the walking person's head moved along the scene's walk, and whether it stayed found."""
+    scene = sample.scene
+    (action,) = scene.actions
+    video = generate(pipe, sample, sample.tracks, args, prompt=prompt)
+    measurement = evaluate_sync(video, scene, sample.openings).measurement
+    moved = measurement.heads[-1, action.person, 0] - measurement.heads[0, action.person, 0]
+    return float(moved * np.sign(action.dx)), measurement.found[action.person].mean() > 0.8
+
+
+def prompt_following(pipe, args) -> tuple[int, int, float, float]:
+    """Walkers moving the prompt's way (> 2 px, head tracked), and the mean move along the walk with
+    the prompt as it is and with its direction word flipped: if the words steer, the two differ."""
+    right, along, flipped = 0, [], []
     for k in range(args.scenes):
         scene = random_scene(HELD_OUT + 50_000 + k, 2, args.seconds, "silent", args.size, args.size, action="walk")
         sample = make_sample(scene)
-        video = generate(pipe, sample, sample.tracks, args)
-        (action,) = scene.actions
-        measurement = evaluate_sync(video, scene, sample.openings).measurement
-        moved = measurement.heads[-1, action.person, 0] - measurement.heads[0, action.person, 0]
-        tracked = measurement.found[action.person].mean() > 0.8  # a head lost in noise proves nothing
-        right += int(tracked and np.sign(moved) == np.sign(action.dx) and abs(moved) > 2)
-    return right, args.scenes
+        moved, tracked = walked(pipe, sample, scene.prompt, args)  # a head lost in noise proves nothing
+        right += int(tracked and moved > 2)
+        along.append(moved)
+        other = re.sub(r"walks to the (right|left)", lambda m: f"walks to the {FLIP[m.group(1)]}", scene.prompt)
+        flipped.append(walked(pipe, sample, other, args)[0])
+    return right, args.scenes, float(np.mean(along)), float(np.mean(flipped))
 
 
 def long_video(pipe, args) -> tuple[float, np.ndarray]:
@@ -126,8 +139,9 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         print("\n".join(sync_rows(pipe, args)))
     if "prompt" in args.parts:
-        right, total = prompt_following(pipe, args)
-        print(f"\nprompt following (a walking person, silent audio): {right}/{total} move the way the prompt says")
+        right, total, along, flipped = prompt_following(pipe, args)
+        print(f"\nprompt following (a walking person, silent audio): {right}/{total} move the way the prompt says; "
+              f"mean move along the walk {along:+.1f} px, {flipped:+.1f} px with the prompt's direction flipped")
     if "long" in args.parts:
         drift, found, strip = long_video(pipe, args)
         print(f"{args.long_seconds:g}-second streaming video: mean colour drift {drift:.1f} (0-255 RGB), heads "

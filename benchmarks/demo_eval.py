@@ -1,6 +1,6 @@
 """Held-out evaluation of a model on the synthetic world (the demo model's report card).
 
-    python benchmarks/demo_eval.py --model runs/demo/stage2/final [--scenes 10] [--steps 20]
+    python benchmarks/demo_eval.py --model runs/demo/stage2/final [--scenes 10] [--steps 20] [--parts prompt]
 
 Scenes use seeds from 900000 on, which the training data (`multitalk synth --seed 0`,
 a few hundred samples) never uses. Reported, as tables:
@@ -8,7 +8,8 @@ a few hundred samples) never uses. Reported, as tables:
   * the same scenes with the voices swapped between the people: do the mouths swap too?
     (binding measured against the swapped voices);
   * prompt following: scenes where one person walks; the prompt says which way; the share
-    of videos where that person's head moves that way (audio silent: image->video);
+    of videos where that person's head moves that way (audio silent: image->video), and the
+    mean move with the prompt's direction word flipped (do the words steer at all?);
   * colour drift over a long streaming video, and a frame strip of it (--strip PNG).
 """
 
@@ -106,7 +107,7 @@ def prompt_following(pipe, args) -> tuple[int, int, float, float]:
     return right, args.scenes, float(np.mean(along)), float(np.mean(flipped))
 
 
-def long_video(pipe, args) -> tuple[float, np.ndarray]:
+def long_video(pipe, args) -> tuple[float, float, np.ndarray]:
     sample = make_sample(random_scene(HELD_OUT + 70_000, 2, args.long_seconds, "add", args.size, args.size,
                                       action=None))
     video = generate(pipe, sample, sample.tracks, args)

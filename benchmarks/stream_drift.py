@@ -22,6 +22,7 @@ import torch
 from demo_eval import generate, resolve_sampling, sampling_arguments
 
 from multitalk.checkpoints import default_model, load_pipeline
+from multitalk.conditioning.people import frames_from_uint8
 from multitalk.evaluation import evaluate_sync
 from multitalk.media import frame_strip, write_image
 from multitalk.synthetic import make_sample, random_scene
@@ -67,7 +68,7 @@ def main() -> None:
     strips = []
     for label in ("the clip before (as generate)", "the real video"):
         if label == "the real video":
-            real = torch.from_numpy(sample.video).permute(3, 0, 1, 2).float() / 127.5 - 1  # F, H, W, 3 -> 3, F, H, W
+            real = frames_from_uint8(sample.video)
             teacher_forced(pipe, real, args.frames - args.motion_frames, args.motion_frames)
         video = generate(pipe, sample, sample.tracks, args)
         report = evaluate_sync(video, scene, sample.openings)

@@ -34,7 +34,7 @@ import torch
 from diffusers import AutoencoderKLWan
 from safetensors.torch import load_file
 
-from multitalk.conditioning.people import frames_to_uint8
+from multitalk.conditioning.people import frames_from_uint8, frames_to_uint8
 from multitalk.evaluation import evaluate_sync
 from multitalk.media import frame_strip, write_image
 from multitalk.synthetic import make_sample, random_scene
@@ -84,7 +84,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def round_trips(vae: AutoencoderKLWan, frames: np.ndarray, trips: int) -> tuple[float, float, np.ndarray]:
     """PSNR after one and after ``trips`` decode-encode trips of ``frames`` ``(F, H, W, 3)``, and the
     colour shift (mean RGB change, 0-255) after the last."""
-    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # 1, 3, F, H, W
+    x = frames_from_uint8(frames)[None]  # 1, 3, F, H, W
     out = x
     for trip in range(trips):
         out = vae.decode(vae.encode(out).latent_dist.mode()).sample.clamp(-1, 1)

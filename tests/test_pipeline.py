@@ -10,7 +10,14 @@ import torch
 
 from multitalk.cli import main
 from multitalk.conditioning.audio import combine_voices
-from multitalk.conditioning.people import BUCKETS_480P, default_masks, masks_from_bboxes, nearest_bucket
+from multitalk.conditioning.people import (
+    BUCKETS_480P,
+    default_masks,
+    frames_from_uint8,
+    frames_to_uint8,
+    masks_from_bboxes,
+    nearest_bucket,
+)
 from multitalk.guidance import three_pass, two_pass
 from multitalk.media import probe, read_video
 from multitalk.random_pipeline import random_pipeline
@@ -106,6 +113,13 @@ def test_resume_after_a_killed_run_gives_identical_frames(pipe, duet, tmp_path):
     assert np.array_equal(whole, resumed)
     with pytest.raises(ValueError, match="different request"):  # another prompt cannot reuse the clips
         pipe(duet.video[0], duet.tracks, "other", work_dir=tmp_path / "work", resume=True, **args)
+
+
+def test_uint8_frames_to_model_range_and_back():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)  # F, H, W, 3
+    x = frames_from_uint8(frames)
+    assert x.shape == (3, 3, 4, 5) and x.min() >= -1 and x.max() <= 1
+    assert np.array_equal(frames_to_uint8(x), frames)
 
 
 def test_masks_buckets_and_audio_types():

@@ -43,7 +43,7 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
-from ..conditioning.people import frames_to_uint8, resize_and_center_crop_frames
+from ..conditioning.people import frames_from_uint8, frames_to_uint8, resize_and_center_crop_frames
 from ..errors import MultiTalkInputError
 from ..media import read_video
 from .config import TrainConfig
@@ -200,7 +200,7 @@ class VAETrainer(TrainingLoop):
         rng = np.random.default_rng(12345)
         latents = []
         for i in rng.permutation(len(self.videos))[:32]:
-            clip = torch.from_numpy(self.videos[i][: self.config.frames]).permute(3, 0, 1, 2).float() / 127.5 - 1
+            clip = frames_from_uint8(self.videos[i][: self.config.frames])
             latents.append(vae.encode(clip[None].to(self.accelerator.device)).latent_dist.mode().cpu())
         stacked = torch.cat([z[0].flatten(1) for z in latents], dim=1)  # C, N
         vae.register_to_config(latents_mean=stacked.mean(1).tolist(),

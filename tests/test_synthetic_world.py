@@ -112,6 +112,22 @@ def test_pearson_ignores_tracks_that_do_not_move():
     assert pearson(x, np.full(100, 0.3) + 1e-4 * x) == 0.0
 
 
+def test_synth_action_flag_gives_every_scene_that_action(tmp_path):
+    from multitalk.cli import SYNTH_ACTIONS
+    from multitalk.synthetic import ACTIONS
+
+    assert set(SYNTH_ACTIONS) == {"random", "none", *ACTIONS}
+    out = tmp_path / "walks"
+    assert main(["synth", "--out", str(out), "--count", "3", "--people", "1", "--seconds", "2", "--size", "64",
+                 "--action", "walk", "--no-video"]) == 0
+    for k in range(3):
+        scene = load_scene_record(out / f"{k:06d}")["scene"]
+        assert [a.kind for a in scene.actions] == ["walk"] and "walks to the" in scene.prompt
+    assert main(["synth", "--out", str(tmp_path / "still"), "--count", "2", "--seconds", "2", "--size", "64",
+                 "--action", "none", "--no-video"]) == 0
+    assert all(not load_scene_record(tmp_path / "still" / f"{k:06d}")["scene"].actions for k in range(2))
+
+
 def test_dataset_writer_cli_and_eval_sync(tmp_path, capsys):
     out = tmp_path / "data"
     assert main(["synth", "--out", str(out), "--count", "2", "--people", "2", "--seconds", "2", "--size", "96"]) == 0

@@ -44,18 +44,20 @@ def test_training_reduces_the_loss(tmp_path, data):
     assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_0000020.mp4", "step_0000040.mp4"]
 
 
-def test_partial_training_leaves_frozen_weights_bit_identical(tmp_path, data):
-    trainer = Trainer(config(tmp_path, data), progress=False)
+@pytest.mark.parametrize("trainable", ["audio", "base"])
+def test_partial_training_leaves_frozen_weights_bit_identical(tmp_path, data, trainable):
+    """audio: only the audio layers learn; base: everything but them (a trained audio model's base learns on)."""
+    trainer = Trainer(config(tmp_path, data, trainable=trainable), progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.run()
     after = trainer.model.state_dict()
     audio = {name for name, _ in trainer.model.trainable_audio_parameters()}
     assert 0 < trainer.trainable_count < trainer.total_count
+    learning = audio if trainable == "audio" else set(before) - audio
     for name, value in before.items():
-        if name in audio:
-            continue
-        assert torch.equal(value, after[name]), name
-    assert any(not torch.equal(before[name], after[name]) for name in audio)
+        if name not in learning:
+            assert torch.equal(value, after[name]), name
+    assert any(not torch.equal(before[name], after[name]) for name in learning)
 
 
 def test_zero_audio_batches_come_at_the_configured_rate(tmp_path, data):
@@ -306,7 +308,7 @@ def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_pa
     assert len(files) == 12 and (cache / "key.json").is_file()
     clips = CachedClips(files, cache)
     batch = clips.batch(np.random.default_rng(0), 2, motion=True)
-    assert batch["condition"][:, :4, 1].eq(1).all() and batch["mouths"].shape == (2, 3, 8, 8)
+    assert batch["condition"][:, :4, 1].eq(1).all() and batch["mouths"].shape == batch["movers"].shape == (2, 3, 8, 8)
     # the same folder with another VAE is refused, naming what differs
     other = random_pipeline("tiny", seed=1)
     with pytest.raises(Exception, match="encoded with other .*vae"):
@@ -349,15 +351,17 @@ def test_mouth_cells_mark_the_latent_cells_under_each_mouth(data):
         mouth_cells(heads, slice(0, 9), 64, (3, 4, 4))
 
 
-def test_mouth_weight_scales_the_loss_on_mouth_cells():
+def test_mouth_and_mover_weights_scale_the_loss_on_their_cells():
     from multitalk.training import flow_matching_loss
 
     generator = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(2, 4, 3, 8, 8, generator=generator), torch.randn(2, 4, 3, 8, 8, generator=generator)
-    mouths = torch.zeros(2, 3, 8, 8)
+    mouths, movers = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
     mouths[:, :, 2, 5] = 1
+    movers[:, :, 1:, :3] = 1
     batch = {"latents": x0, "condition": torch.zeros(2, 20, 3, 8, 8), "text": torch.zeros(2, 1, 4),
-             "audio": torch.zeros(2, 1, 9, 5, 12, 8), "masks": torch.ones(2, 1, 8, 8), "mouths": mouths}
+             "audio": torch.zeros(2, 1, 9, 5, 12, 8), "masks": torch.ones(2, 1, 8, 8), "mouths": mouths,
+             "movers": movers}
 
     def zero_model(hidden_states, **_):  # predicts velocity 0: the loss is the target's mean square
         return (torch.zeros_like(hidden_states[:, :4]),)
@@ -367,6 +371,29 @@ def test_mouth_weight_scales_the_loss_on_mouth_cells():
     weighted = flow_matching_loss(zero_model, batch, torch.full((2,), 0.5), noise, True, mouth_weight=9.0)
     assert torch.allclose(plain, target.mean())
     assert torch.allclose(weighted, (target * (1 + 9 * mouths[:, None])).mean())
+    both = flow_matching_loss(zero_model, batch, torch.full((2,), 0.5), noise, True, mouth_weight=9.0, mover_weight=3.0)
+    assert torch.allclose(both, (target * (1 + 9 * mouths[:, None] + 3 * movers[:, None])).mean())
+
+
+def test_mover_cells_cover_a_walkers_path_and_nothing_else():
+    from multitalk.synthetic import random_scene
+    from multitalk.training.heads import mover_cells, scene_tracks
+
+    scene = random_scene(3, 2, 4.0, "para", 128, 128, action="walk")
+    (walk,) = scene.actions
+    middle = int((walk.start + walk.end) / 2 * scene.fps)
+    frames = slice(middle - 8, middle + 9)  # 17 frames inside the walk -> 5 latent frames
+    cells = mover_cells(scene, frames, 64, (5, 8, 8))
+    _, body, radii = scene_tracks(scene, 64)
+    walker, other = body[frames, walk.person, 0], body[frames, 1 - walk.person, 0]
+    assert cells.eq(cells[:1]).all()  # the whole path, in every latent frame
+    columns = cells[0].amax(0)  # 8: a column holds some of the path
+    assert columns[int(walker[0]) // 8] == 1 and columns[int(walker[-1]) // 8] == 1
+    assert columns[int(other[0]) // 8] == 0  # the one standing (swaying a little) is no mover
+    assert cells[0, 0].sum() == 0 and cells[0, -1].amax() == 1  # from above the head down to the bottom
+    still = random_scene(3, 2, 4.0, "para", 128, 128, action=None)
+    assert mover_cells(still, frames, 64, (5, 8, 8)).eq(0).all()
+    assert mover_cells(None, frames, 64, (5, 8, 8)).eq(0).all()
 
 
 def test_boxes_follow_a_walking_person():

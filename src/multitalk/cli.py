@@ -48,7 +48,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise MultiTalkInputError("--speech espeak needs espeak-ng (apt install espeak-ng); or use --speech tone")
     start = time.perf_counter()
     folders = write_dataset(args.out, args.count, args.people, args.seconds, args.size, args.seed,
-                            with_video=not args.no_video, speech=args.speech)
+                            with_video=not args.no_video, speech=args.speech,
+                            action=None if args.action == "none" else args.action)
     print(f"wrote {len(folders)} samples to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -271,6 +272,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# `multitalk synth --action`: the scene actions (synthetic.scene.ACTIONS, checked by a test; not imported here so
+# that `--help` does not load numpy and torch), plus drawn per scene or none at all
+SYNTH_ACTIONS = ("random", "none", "walk", "nod", "swap")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multitalk", description="Videos of people talking to each other.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -284,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample k uses seed+k")
     synth.add_argument("--speech", choices=["tone", "espeak"], default="tone",
                        help="voices: speech-like tones (default) or espeak-ng speech when it is installed")
+    synth.add_argument("--action", choices=SYNTH_ACTIONS, default="random",
+                       help="what happens in each scene: drawn per scene (default), nothing, or always this one "
+                            "(a walk turns into a nod where the walker has no room)")
     synth.add_argument("--no-video", action="store_true", help="skip video.mp4 (frames come from the spec)")
     synth.set_defaults(run=cmd_synth)
 

@@ -119,25 +119,26 @@ def load_scene_record(path: str | Path) -> dict:
 
 def sample_scene(seed: int, people: tuple[int, int] = (1, 3), seconds: float = 5.0, size: int = 128,
                  modes: tuple[str, ...] = ("add", "para", "silent"), mode_weights=(0.45, 0.45, 0.1),
-                 speech: str = "tone") -> Scene:
-    """The scene of dataset item ``seed``: people count and conversation mode drawn from the seed."""
+                 speech: str = "tone", action: str | None = "random") -> Scene:
+    """The scene of dataset item ``seed``: people count and conversation mode drawn from the seed;
+    ``action`` as in ``random_scene`` (a set of walks alone, say, to teach what "walks to the left" means)."""
     rng = np.random.default_rng([seed, 2])
     num_people = int(rng.integers(people[0], people[1] + 1))
     weights = np.array([w for m, w in zip(("add", "para", "silent"), mode_weights) if m in modes])
     mode = str(rng.choice([m for m in ("add", "para", "silent") if m in modes], p=weights / weights.sum()))
-    return random_scene(seed, num_people, seconds, mode, size, size, speech=speech)
+    return random_scene(seed, num_people, seconds, mode, size, size, action=action, speech=speech)
 
 
 def write_dataset(out: str | Path, count: int, people: tuple[int, int] = (1, 3), seconds: float = 5.0,
                   size: int = 128, first_seed: int = 0, with_video: bool = True, progress: bool = True,
-                  speech: str = "tone") -> list[Path]:
+                  speech: str = "tone", action: str | None = "random") -> list[Path]:
     """Write ``count`` samples as ``out/000000`` ...; complete samples are kept, so a rerun resumes."""
     out = Path(out)
     folders = []
     for k in tqdm(range(count), desc="synth", unit="sample", disable=not progress):
         folder = out / f"{first_seed + k:06d}"
         if not (folder / "scene.json").is_file():
-            scene = sample_scene(first_seed + k, people, seconds, size, speech=speech)
+            scene = sample_scene(first_seed + k, people, seconds, size, speech=speech, action=action)
             write_sample(make_sample(scene), folder, with_video)
         folders.append(folder)
     return folders

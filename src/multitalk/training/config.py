@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import MultiTalkInputError
 
-TRAINABLE = {"dit": ("audio", "all"), "vae": ("all", "decoder")}  # per stage; the first is the default
+TRAINABLE = {"dit": ("audio", "all", "base"), "vae": ("all", "decoder")}  # per stage; the first is the default
 STAGES = ("dit", "vae")
 
 
@@ -33,6 +33,8 @@ class TrainConfig:
     round_trips: int = 1  # vae stage: the graded trip comes after 0..round_trips-1 trips without gradient (drawn)
     mouth_weight: float = 0.0  # extra loss weight on the mouths (vae: the boxes the sync metric reads; dit: their
     #                            latent cells) — synthetic samples only
+    mover_weight: float = 0.0  # dit: extra loss weight on the latent cells a walking (or swapping) person crosses
+    #                            in the clip, so action words have something to explain — synthetic samples only
     init: str = "tiny"  # a preset name (random weights) or a pipeline folder to start from
     text_encoder: str = "random"  # random | minilm (only used when init is a preset)
     people: list[int] = field(default_factory=lambda: [1, 4])  # stage 1: [1, 1]; stage 2: [2, 4]
@@ -48,8 +50,9 @@ class TrainConfig:
     batch_size: int = 2
     lr: float = 1e-4
     weight_decay: float = 0.0
-    trainable: str | None = None  # dit: audio (adapter + norm_x + audio cross-attention only, the default) or all;
-    #                               vae: all (the default) or decoder (the latents, and every DiT trained on them, stay)
+    trainable: str | None = None  # dit: audio (adapter + norm_x + audio cross-attention only, the default), all, or
+    #                               base (everything but those: the base learns on, a trained model's audio layers
+    #                               stay); vae: all (the default) or decoder (the latents, and the DiTs on them, stay)
     i2v_share: float = 0.0  # multi-task: share of batches that are image->video (audio zeroed)
     audio_dropout: float = 0.1  # for audio guidance
     text_dropout: float = 0.1  # for text guidance

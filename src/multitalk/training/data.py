@@ -28,10 +28,11 @@ from ..media import atomic_output, read_audio, read_video
 from ..models.audio_adapter import frame_windows
 from ..synthetic.dataset import load_scene_record
 from .digest import encoder_digest, weights_digest
-from .heads import mouth_cells, scene_heads
+from .heads import mouth_cells, mover_cells, scene_heads
 
 EMPTY_PROMPT = "empty_prompt.safetensors"
-CACHE_LAYOUT = 2  # the tensors each clip file holds (2: + "mouths", the latent cells holding a mouth)
+CACHE_LAYOUT = 3  # the tensors each clip file holds (2: + "mouths", the latent cells holding a mouth;
+#                  3: + "movers", the cells a walking or swapping person crosses)
 
 
 def sample_folders(root: str | Path, people: tuple[int, int]) -> list[Path]:
@@ -91,7 +92,8 @@ def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
         grid_masks = torch.nn.functional.interpolate(masks[None], size=latents.shape[-2:], mode="nearest")[0]
         item = {"latents": latents, "condition": pipe.encode_condition(clip[:, :1], frames)[0][0],
                 "audio": audio.float(), "text": text, "masks": grid_masks,
-                "mouths": mouth_cells(heads, slice(start, start + frames), size, latents.shape[1:])}
+                "mouths": mouth_cells(heads, slice(start, start + frames), size, latents.shape[1:]),
+                "movers": mover_cells(scene or None, slice(start, start + frames), size, latents.shape[1:])}
         if motion_frames:
             item["condition_motion"] = pipe.encode_condition(clip[:, :motion_frames], frames)[0][0]
         items.append(item)
@@ -170,6 +172,6 @@ class CachedClips:
         longest = max(item["text"].shape[0] for item in picks)
         text = torch.stack([torch.nn.functional.pad(item["text"], (0, 0, 0, longest - item["text"].shape[0]))
                             for item in picks])
-        batch = {k: torch.stack([item[k] for item in picks]) for k in ("latents", "audio", "masks", "mouths")}
+        batch = {k: torch.stack([item[k] for item in picks]) for k in ("latents", "audio", "masks", "mouths", "movers")}
         condition = "condition_motion" if motion else "condition"
         return {**batch, "condition": torch.stack([item[condition] for item in picks]), "text": text}

@@ -74,16 +74,18 @@ def velocity_error(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, 
 
 
 def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
-                       use_audio: bool, mouth_weight: float = 0.0) -> torch.Tensor:
-    """Mean ``velocity_error``.
+                       use_audio: bool, mouth_weight: float = 0.0, mover_weight: float = 0.0) -> torch.Tensor:
+    """Mean ``velocity_error``, some latent cells counting more.
 
-    ``mouth_weight``: the latent cells holding a mouth (``batch["mouths"]``) count that much more —
-    at 64 px each mouth lies in one or two of the 64 cells of a latent frame: too little of the loss for the
-    audio layers to learn from in a short run.
+    ``mouth_weight``: the cells holding a mouth (``batch["mouths"]``) count that much more — at 64 px
+    each mouth lies in one or two of the 64 cells of a latent frame: too little of the loss for the
+    audio layers to learn from in a short run. ``mover_weight``: the same for the cells a walking
+    person crosses (``batch["movers"]``): a walk moves a few pixels in a training clip, and it is
+    what the prompt's action words are about.
     """
     error = velocity_error(model, batch, sigmas, noise, use_audio)  # B, C, T, h, w
-    if mouth_weight:
-        error = error * (1 + mouth_weight * batch["mouths"][:, None])
+    if mouth_weight or mover_weight:
+        error = error * (1 + mouth_weight * batch["mouths"][:, None] + mover_weight * batch["movers"][:, None])
     return error.mean()
 
 
@@ -178,10 +180,10 @@ class Trainer(TrainingLoop):
         model = self.pipe.transformer
         model.train()
         for name, param in model.named_parameters():
-            param.requires_grad_(config.trainable == "all")
-        if config.trainable == "audio":
+            param.requires_grad_(config.trainable in ("all", "base"))
+        if config.trainable in ("audio", "base"):  # the audio layers alone, or everything but them
             for _, param in model.trainable_audio_parameters():
-                param.requires_grad_(True)
+                param.requires_grad_(config.trainable == "audio")
         self.digest = weights_digest(model, frozen_only=True)
         self._prepare(model, [p for p in model.parameters() if p.requires_grad])
         cache = Path(config.cache) if config.cache else self.output / "cache"
@@ -225,7 +227,7 @@ class Trainer(TrainingLoop):
         batch = {k: v.to(device) for k, v in batch.items()}
         with self.accelerator.autocast():
             loss = flow_matching_loss(self.model, batch, sigmas.to(device), noise.to(device), kind == "audio",
-                                      config.mouth_weight)
+                                      config.mouth_weight, config.mover_weight)
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -32,7 +32,7 @@ from multitalk.checkpoints import load_pipeline
 from multitalk.conditioning.people import frames_to_uint8
 from multitalk.evaluation import evaluate_sync
 from multitalk.synthetic.dataset import load_scene_record
-from multitalk.training import load_config
+from multitalk.training import TrainConfig, load_config
 from multitalk.training.data import CachedClips, build_cache
 from multitalk.training.trainer import predict_velocity, velocity_error
 
@@ -90,6 +90,16 @@ def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, 
             print(f"| {people} | {sigma} | {clean:.3f} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.3f} |")
 
 
+def cached_clips(pipe, like: Path, cache: Path | None = None) -> tuple[TrainConfig, list[Path], CachedClips]:
+    """The clips of the stage config ``like`` (its cache, or ``cache``), checked against ``pipe``'s VAE and
+    encoders as training does (encoding what is missing)."""
+    config = load_config(like)
+    cache = cache or (Path(config.cache) if config.cache else Path(config.output) / "cache")
+    files = build_cache(pipe, config.data, cache, config.frames, config.size, (1, 3), False,
+                        config.clips_per_sample, config.motion_frames)
+    return config, files, CachedClips(files, cache)
+
+
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,13 +109,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=24, help="clips per number of people (default 24)")
     parser.add_argument("--pixels", action="store_true", help="also decode one-step predictions and read the mouths")
     args = parser.parse_args()
-    config = load_config(args.like)
     pipe = load_pipeline(args.model)
     model = pipe.transformer.eval().float()
-    cache = args.cache or (Path(config.cache) if config.cache else Path(config.output) / "cache")
-    files = build_cache(pipe, config.data, cache, config.frames, config.size, (1, 3), False,
-                        config.clips_per_sample, config.motion_frames)
-    clips = CachedClips(files, cache)
+    config, files, clips = cached_clips(pipe, args.like, args.cache)
     start = time.perf_counter()
     print(f"# {args.model}: mouth-cell loss on {args.clips} cached clips per row, noise levels {SIGMAS}\n")
     print("| people | true voices | no audio | voices rotated | listens (no audio / true − 1) "

@@ -60,6 +60,23 @@ def test_partial_training_leaves_frozen_weights_bit_identical(tmp_path, data, tr
     assert any(not torch.equal(before[name], after[name]) for name in learning)
 
 
+@pytest.mark.parametrize("image_dropout", [0.0, 1.0])
+def test_image_dropout_withholds_the_given_frames(tmp_path, data, monkeypatch, image_dropout):
+    from multitalk.training import trainer as trainer_module
+
+    given, loss = [], trainer_module.flow_matching_loss
+
+    def spy(model, batch, *args):
+        given.append(float(batch["condition"].abs().sum()))
+        return loss(model, batch, *args)
+
+    monkeypatch.setattr(trainer_module, "flow_matching_loss", spy)
+    Trainer(config(tmp_path, data, steps=3, image_dropout=image_dropout), progress=False).run()
+    assert len(given) == 3 and all((g == 0) == (image_dropout == 1.0) for g in given)
+    with pytest.raises(MultiTalkInputError, match="image_dropout"):
+        TrainConfig(output="x", data="y", image_dropout=1.5)
+
+
 def test_zero_audio_batches_come_at_the_configured_rate(tmp_path, data):
     settings = TrainConfig(output="x", data="y", i2v_share=0.3, audio_dropout=0.1)
     rng = np.random.default_rng(0)

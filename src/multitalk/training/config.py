@@ -54,6 +54,8 @@ class TrainConfig:
     #                               base (everything but those: the base learns on, a trained model's audio layers
     #                               stay); vae: all (the default) or decoder (the latents, and the DiTs on them, stay)
     i2v_share: float = 0.0  # multi-task: share of batches that are image->video (audio zeroed)
+    image_dropout: float = 0.0  # share of batches with no frame given (condition zeroed): the clip must come from the
+    #                             prompt alone, so the text is read (Wan's I2V starts from a text-to-video model)
     audio_dropout: float = 0.1  # for audio guidance
     text_dropout: float = 0.1  # for text guidance
     shift: float = 3.0  # timestep shift of the training noise levels
@@ -90,7 +92,7 @@ class TrainConfig:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
         if self.motion_noise and not self.motion_share:
             raise MultiTalkInputError("motion_noise only acts on motion_share batches: set motion_share too")
-        for name in ("i2v_share", "audio_dropout", "text_dropout", "motion_share", "motion_noise"):
+        for name in ("i2v_share", "audio_dropout", "text_dropout", "image_dropout", "motion_share", "motion_noise"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 

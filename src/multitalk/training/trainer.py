@@ -218,6 +218,8 @@ class Trainer(TrainingLoop):
         if motion and config.motion_noise:
             batch["condition"] = noise_given_latents(batch["condition"], batch["latents"].shape[1],
                                                      config.motion_noise, self.noise)
+        if config.image_dropout and self.rng.random() < config.image_dropout:  # nothing given: masks and latents 0
+            batch["condition"] = torch.zeros_like(batch["condition"])
         if self.rng.random() < config.text_dropout:
             batch["text"] = self.clips.empty_text[None].expand(config.batch_size, -1, -1)
         u = torch.rand(config.batch_size, generator=self.noise)

@@ -90,6 +90,13 @@ def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, 
             print(f"| {people} | {sigma} | {clean:.3f} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.3f} |")
 
 
+def clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and clip-cache arguments the cached-clip benchmarks share."""
+    parser.add_argument("model", type=Path, help="a pipeline folder (a run's final/, or the bundled model)")
+    parser.add_argument("--like", type=Path, required=True, help="the stage config (YAML) whose clip cache to use")
+    parser.add_argument("--cache", type=Path, help="another clip cache folder than the config's")
+
+
 def cached_clips(pipe, like: Path, cache: Path | None = None) -> tuple[TrainConfig, list[Path], CachedClips]:
     """The clips of the stage config ``like`` (its cache, or ``cache``), checked against ``pipe``'s VAE and
     encoders as training does (encoding what is missing)."""
@@ -103,9 +110,7 @@ def cached_clips(pipe, like: Path, cache: Path | None = None) -> tuple[TrainConf
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a pipeline folder (a run's final/, or the bundled model)")
-    parser.add_argument("--like", type=Path, required=True, help="the stage config (YAML) whose clip cache to use")
-    parser.add_argument("--cache", type=Path, help="another clip cache folder than the config's")
+    clip_arguments(parser)
     parser.add_argument("--clips", type=int, default=24, help="clips per number of people (default 24)")
     parser.add_argument("--pixels", action="store_true", help="also decode one-step predictions and read the mouths")
     args = parser.parse_args()

@@ -34,6 +34,11 @@ PARTS = ("sync", "prompt", "long")
 FLIP = {"right": "left", "left": "right"}
 
 
+def flipped(prompt: str) -> str:
+    """The prompt with every walk's direction the other way."""
+    return re.sub(r"walks to the (right|left)", lambda m: f"walks to the {FLIP[m.group(1)]}", prompt)
+
+
 def sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """The sampling flags every model benchmark shares; left out, the model's own settings hold."""
     for flag, kind in (("--steps", int), ("--frames", int), ("--motion-frames", int), ("--text-guidance", float),
@@ -96,7 +101,7 @@ def prompt_following(pipe, args) -> tuple[int, int, float, float, float]:
     """Walkers moving the prompt's way (> 2 px, head tracked), and the mean move along the walk with
     the prompt as it is and with its direction word flipped (if the words steer, the two differ),
     against the scenes' own walks."""
-    right, along, flipped, walks = 0, [], [], []
+    right, along, against, walks = 0, [], [], []
     for k in range(args.scenes):
         scene = random_scene(HELD_OUT + 50_000 + k, 2, args.seconds, "silent", args.size, args.size, action="walk")
         sample = make_sample(scene)
@@ -104,9 +109,8 @@ def prompt_following(pipe, args) -> tuple[int, int, float, float, float]:
         right += int(tracked and moved > 2)
         along.append(moved)
         walks.append(abs(scene.actions[0].dx) * args.size)  # dx: a share of the width
-        other = re.sub(r"walks to the (right|left)", lambda m: f"walks to the {FLIP[m.group(1)]}", scene.prompt)
-        flipped.append(walked(pipe, sample, other, args)[0])
-    return right, args.scenes, float(np.mean(along)), float(np.mean(flipped)), float(np.mean(walks))
+        against.append(walked(pipe, sample, flipped(scene.prompt), args)[0])
+    return right, args.scenes, float(np.mean(along)), float(np.mean(against)), float(np.mean(walks))
 
 
 def long_video(pipe, args) -> tuple[float, float, np.ndarray]:
@@ -142,9 +146,9 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         print("\n".join(sync_rows(pipe, args)))
     if "prompt" in args.parts:
-        right, total, along, flipped, walks = prompt_following(pipe, args)
+        right, total, along, against, walks = prompt_following(pipe, args)
         print(f"\nprompt following (a walking person, silent audio): {right}/{total} move the way the prompt says; "
-              f"mean move along the walk {along:+.1f} px, {flipped:+.1f} px with the prompt's direction flipped "
+              f"mean move along the walk {along:+.1f} px, {against:+.1f} px with the prompt's direction flipped "
               f"(the scenes walk {walks:.1f} px)")
     if "long" in args.parts:
         drift, found, strip = long_video(pipe, args)

@@ -18,31 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from audio_use import SIGMAS, cached_clips
+from audio_use import SIGMAS, cached_clips, clip_arguments
+from demo_eval import flipped
 
 from multitalk.checkpoints import load_pipeline
 from multitalk.training.trainer import predict_velocity
-
-FLIP = {"left": "right", "right": "left"}
-
-
-def flipped(prompt: str) -> str:
-    """The prompt with every walk's direction the other way."""
-    return re.sub(r"walks to the (right|left)", lambda m: f"walks to the {FLIP[m.group(1)]}", prompt)
 
 
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a pipeline folder (a run's final/, or the bundled model)")
-    parser.add_argument("--like", type=Path, required=True, help="the stage config (YAML) whose clip cache to use")
-    parser.add_argument("--cache", type=Path, help="another clip cache folder than the config's")
+    clip_arguments(parser)
     parser.add_argument("--clips", type=int, default=48, help="walking clips to read (default 48)")
     args = parser.parse_args()
     pipe = load_pipeline(args.model)

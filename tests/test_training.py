@@ -450,3 +450,78 @@ def test_bundle_writes_a_slim_folder_that_loads_back(tmp_path):
     random_pipeline("tiny").save_pretrained(tmp_path / "tiny")
     with pytest.raises(ValueError, match="MiniLM"):
         bundle(tmp_path / "tiny", tmp_path / "t2")
+
+
+def test_clips_carry_their_samples_reference_image_latents(tmp_path, data):
+    from multitalk.random_pipeline import random_pipeline
+    from multitalk.training.data import CachedClips, build_cache
+
+    pipe = random_pipeline("tiny")
+    cache = tmp_path / "cache"
+    files = build_cache(pipe, data, cache, 9, 64, (1, 2), progress=False, clips=3, motion_frames=5)
+    clips = CachedClips(files, cache)
+    first = read_first_frame(data / "000001")
+    expected = pipe.vae_encode(first[None, :, None])[0].float()
+    for path, item in zip(files, clips.items, strict=True):
+        if path.name.startswith("000001_"):  # every clip of the sample, wherever it starts: its frame 0
+            torch.testing.assert_close(item["reference"], expected, rtol=1e-4, atol=1e-4)
+    assert clips.batch(np.random.default_rng(0), 2)["reference"].shape == (2, 16, 1, 8, 8)
+
+
+def read_first_frame(folder):
+    from multitalk.conditioning.people import frames_from_uint8
+    from multitalk.media import read_video
+
+    return frames_from_uint8(read_video(folder / "video.mp4")[0][:1])[:, 0]
+
+
+def test_colours_turn_about_the_grey_axis_where_the_region_says():
+    from multitalk.training.trainer import turn_colors
+
+    pixels = torch.zeros(2, 3, 1, 2, 2)
+    pixels[:, 0] = 1  # pure red everywhere
+    pixels[:, :, :, 1, 1] = 0.5  # one grey pixel
+    region = torch.ones(2, 1, 1, 2, 2)
+    region[1, ..., 0, :] = 0  # the second clip: only the bottom row turns
+    out = turn_colors(pixels, torch.tensor([120.0, -120.0]), region)
+    torch.testing.assert_close(out[0, :, 0, 0, 0], torch.tensor([0.0, 1, 0]), atol=1e-6, rtol=0)  # red -> green
+    torch.testing.assert_close(out[1, :, 0, 1, 0], torch.tensor([0.0, 0, 1]), atol=1e-6, rtol=0)  # red -> blue
+    torch.testing.assert_close(out[1, :, 0, 0], pixels[1, :, 0, 0])  # outside the region: untouched
+    torch.testing.assert_close(out[:, :, 0, 1, 1], torch.full((2, 3), 0.5))  # grey stays grey
+    torch.testing.assert_close(turn_colors(pixels, torch.zeros(2), region), pixels)
+
+
+def test_recoloured_given_frames_keep_their_masks_and_the_model_grows_the_reference(tmp_path, data):
+    from multitalk.checkpoints import load_pipeline
+    from multitalk.training.trainer import recolor_given_frames
+
+    trainer = Trainer(config(tmp_path, data, steps=2, frames=9, clips_per_sample=2, motion_frames=5,
+                             motion_share=1.0, motion_recolor=60.0, reference_latents=True), progress=False)
+    batch = trainer.clips.batch(np.random.default_rng(0), 4, motion=True)
+    with torch.no_grad():
+        turned = recolor_given_frames(trainer.pipe, batch, 5, 60.0, torch.Generator().manual_seed(0))
+    assert turned.shape == batch["condition"].shape
+    assert torch.equal(turned[:, :4], batch["condition"][:, :4])  # the masks still say which frames are given
+    assert not torch.equal(turned[:, 4:, :2], batch["condition"][:, 4:, :2])
+    trainer.run()
+    assert trainer.model.takes_reference
+    assert load_pipeline(trainer.save_final()).transformer.takes_reference
+    with pytest.raises(MultiTalkInputError, match="motion_recolor"):
+        TrainConfig(output="x", data="y", motion_recolor=10.0)
+
+
+def test_own_given_latents_replace_only_the_given_frames(tmp_path, data):
+    from multitalk.training.trainer import own_given_latents
+
+    trainer = Trainer(config(tmp_path, data, steps=2, frames=9, clips_per_sample=2, motion_frames=5,
+                             motion_share=1.0, motion_own=1.0), progress=False)
+    batch = trainer.clips.batch(np.random.default_rng(0), 3, motion=True)
+    with torch.no_grad():
+        own = own_given_latents(trainer.model, batch, torch.Generator().manual_seed(0))
+    condition = batch["condition"]
+    assert torch.equal(own[:, :4], condition[:, :4]) and torch.equal(own[:, 4:, 2:], condition[:, 4:, 2:])
+    assert not torch.equal(own[:, 4:, :2], condition[:, 4:, :2])  # latent frames 0, 1 hold the 5 given frames
+    trainer.run()
+    assert trainer.step == 2
+    with pytest.raises(MultiTalkInputError, match="motion_own"):
+        TrainConfig(output="x", data="y", motion_own=0.5)

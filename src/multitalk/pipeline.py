@@ -143,14 +143,22 @@ class MultiTalkPipeline(DiffusionPipeline):
         mean, std = self._latent_stats(latents.device, latents.dtype)
         return self.vae.decode(latents * std + mean).sample.float().clamp(-1, 1)
 
-    def encode_condition(self, given_frames: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_condition(self, given_frames: torch.Tensor, num_frames: int,
+                         reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """What a clip is conditioned on: the ``[3, n, H, W]`` given frames followed by zeros, VAE-encoded
-        -> (mask channels + latents ``[1, 4 + C, T, h, w]``, the latents alone ``[1, C, T, h, w]``)."""
+        -> (mask channels + latents ``[1, 4 + C, T, h, w]``, the latents alone ``[1, C, T, h, w]``).
+
+        ``reference``: the reference image's latents ``[1, C, 1, h, w]``, for a model that takes them
+        (``transformer.takes_reference``): they follow on every frame, ``[1, 4 + 2C, T, h, w]``.
+        """
         n = given_frames.shape[1]
         padded = torch.cat([given_frames, given_frames.new_zeros(3, num_frames - n, *given_frames.shape[2:])], 1)
         latents = self.vae_encode(padded[None]).float()
         mask = condition_mask(num_frames, n, latents.shape[-2:], self.vae_scale_temporal).to(latents.device)
-        return torch.cat([mask[None], latents], dim=1), latents
+        parts = [mask[None], latents]
+        if reference is not None:
+            parts.append(reference.to(latents.device).expand(-1, -1, latents.shape[2], -1, -1))
+        return torch.cat(parts, dim=1), latents
 
     # ------------------------------------------------------------------ one clip
 
@@ -167,9 +175,11 @@ class MultiTalkPipeline(DiffusionPipeline):
     @torch.no_grad()
     def generate_clip(self, cond_frames: torch.Tensor, audio: torch.Tensor, clip: _Clip, num_frames: int, steps: int,
                       text_guidance: float, audio_guidance: float, shift: float, generator: torch.Generator,
-                      is_first: bool, apg: bool = False, progress=None) -> torch.Tensor:
+                      is_first: bool, apg: bool = False, progress=None,
+                      reference: torch.Tensor | None = None) -> torch.Tensor:
         """One clip: ``cond_frames`` ``[3, n, H, W]`` in [-1, 1] and windowed ``audio``
-        ``[1, P, num_frames, window, L, C]`` -> decoded frames ``[3, num_frames, H, W]``."""
+        ``[1, P, num_frames, window, L, C]`` -> decoded frames ``[3, num_frames, H, W]``.
+        ``reference``: see ``encode_condition``."""
         device = self._execution_device
         n_cond = cond_frames.shape[1]
         lat_t = (num_frames - 1) // self.vae_scale_temporal + 1
@@ -177,7 +187,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         channels = self.transformer.config.out_channels
         noise = torch.randn(1, channels, lat_t, lat_h, lat_w, generator=generator).to(device)
 
-        condition, given = self.encode_condition(cond_frames, num_frames)
+        condition, given = self.encode_condition(cond_frames, num_frames, reference)
         motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
         image_tokens = self.encode_image(cond_frames[:, -1])
 
@@ -292,6 +302,10 @@ class MultiTalkPipeline(DiffusionPipeline):
             feats = [torch.cat([f, f[-missing:].flip(0)]) if missing <= f.shape[0] else
                      torch.cat([f, f[-1:].expand(missing, *f.shape[1:])]) for f in feats]
 
+        # a model that takes them sees the reference image's latents in every clip, not only the first
+        reference_latents = None
+        if self.transformer.takes_reference:
+            reference_latents = self.vae_encode(reference[None, :, None]).float()
         generator = torch.Generator().manual_seed(seed)
         store = _WorkDir(work_dir, _fingerprint(image, voices, prompt, negative_prompt, masks, _plain(
             num_frames, steps, text_guidance, audio_guidance, shift, seed, mode, motion_frames, max_frames, apg,
@@ -316,7 +330,8 @@ class MultiTalkPipeline(DiffusionPipeline):
                         callback(k, clips, step, total)
 
                 video = self.generate_clip(cond.to(device), windows, clip, num_frames, steps, text_guidance,
-                                           audio_guidance, shift, generator, k == 0, apg, on_step).cpu()
+                                           audio_guidance, shift, generator, k == 0, apg, on_step,
+                                           reference_latents).cpu()
                 if color_match and k > 0:
                     video = match_colors(video, reference)
                 pieces.append(frames_to_uint8(video if k == 0 else video[:, motion_frames:]))

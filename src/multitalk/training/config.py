@@ -45,6 +45,15 @@ class TrainConfig:
     motion_share: float = 0.0  # share of batches conditioned on motion frames instead of one image
     motion_noise: float = 0.0  # those batches' given latents are mixed with noise, a share drawn in [0, this]:
     #                            streaming carries over generated frames, never clean ones (trainer.py)
+    motion_recolor: float = 0.0  # dit: those batches' given frames come through a VAE round trip with one person's
+    #                              colours (or all) turned by up to this many degrees, the clip kept true: the colours
+    #                              must come from the reference image, not the frames handed on (trainer.py)
+    motion_own: float = 0.0  # dit: share of those batches whose given frames are the model's own one-step estimate
+    #                          of them (noised, denoised once, nothing given): a stream hands on frames with the
+    #                          model's errors in them (trainer.py own_given_latents)
+    reference_latents: bool = False  # dit: the model also sees the reference image's latents beside every frame
+    #                                  (an init model without them is widened, the new inputs at zero;
+    #                                  models/transformer.py add_reference_input)
     size: int = 64
     steps: int = 100
     batch_size: int = 2
@@ -92,7 +101,14 @@ class TrainConfig:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
         if self.motion_noise and not self.motion_share:
             raise MultiTalkInputError("motion_noise only acts on motion_share batches: set motion_share too")
-        for name in ("i2v_share", "audio_dropout", "text_dropout", "image_dropout", "motion_share", "motion_noise"):
+        if self.motion_recolor and not self.motion_share:
+            raise MultiTalkInputError("motion_recolor only acts on motion_share batches: set motion_share too")
+        if self.motion_own and not self.motion_share:
+            raise MultiTalkInputError("motion_own only acts on motion_share batches: set motion_share too")
+        if not 0 <= self.motion_recolor <= 180:
+            raise MultiTalkInputError(f"motion_recolor is an angle in degrees, 0..180, got {self.motion_recolor}")
+        for name in ("i2v_share", "audio_dropout", "text_dropout", "image_dropout", "motion_share", "motion_noise",
+                     "motion_own"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 

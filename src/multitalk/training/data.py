@@ -145,12 +145,25 @@ def cache_key(pipe, frames: int, size: int, clips: int, motion_frames: int) -> d
 
 
 class CachedClips:
-    """Batches of cached clips with the same number of people (their audio stacks)."""
+    """Batches of cached clips with the same number of people (their audio stacks).
+
+    Each clip also carries its sample's reference image latents (``reference``, ``C, 1, h, w``): the
+    first frame of the video, which is where the sample's first clip starts (``clip_starts``), so
+    they are that clip's given latents — what a stream's later clips see beside their motion frames.
+    """
 
     def __init__(self, files: list[Path], cache: str | Path):
         if not files:
             raise ValueError("no training clips: check the data folder, people range and clip length")
         self.items = [load_file(f) for f in files]
+        first_clips = {}
+        for path, item in zip(files, self.items, strict=True):
+            sample, k = Path(path).stem.rsplit("_", 1)
+            if k == "0":
+                first_clips[sample] = item
+        for path, item in zip(files, self.items, strict=True):
+            first = first_clips[Path(path).stem.rsplit("_", 1)[0]]
+            item["reference"] = first["condition"][-first["latents"].shape[0]:, :1]
         self.empty_text = load_file(Path(cache) / EMPTY_PROMPT)["text"]
         self.groups: dict[int, list[int]] = {}
         for i, item in enumerate(self.items):
@@ -172,6 +185,7 @@ class CachedClips:
         longest = max(item["text"].shape[0] for item in picks)
         text = torch.stack([torch.nn.functional.pad(item["text"], (0, 0, 0, longest - item["text"].shape[0]))
                             for item in picks])
-        batch = {k: torch.stack([item[k] for item in picks]) for k in ("latents", "audio", "masks", "mouths", "movers")}
+        keys = ("latents", "audio", "masks", "mouths", "movers", "reference")
+        batch = {k: torch.stack([item[k] for item in picks]) for k in keys}
         condition = "condition_motion" if motion else "condition"
         return {**batch, "condition": torch.stack([item[condition] for item in picks]), "text": text}

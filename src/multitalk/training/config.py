@@ -99,12 +99,9 @@ class TrainConfig:
             raise MultiTalkInputError(f"round_trips must be at least 1, got {self.round_trips}")
         if self.posterior_std_init is not None and self.posterior_std_init <= 0:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
-        if self.motion_noise and not self.motion_share:
-            raise MultiTalkInputError("motion_noise only acts on motion_share batches: set motion_share too")
-        if self.motion_recolor and not self.motion_share:
-            raise MultiTalkInputError("motion_recolor only acts on motion_share batches: set motion_share too")
-        if self.motion_own and not self.motion_share:
-            raise MultiTalkInputError("motion_own only acts on motion_share batches: set motion_share too")
+        for name in ("motion_noise", "motion_recolor", "motion_own"):
+            if getattr(self, name) and not self.motion_share:
+                raise MultiTalkInputError(f"{name} only acts on motion_share batches: set motion_share too")
         if not 0 <= self.motion_recolor <= 180:
             raise MultiTalkInputError(f"motion_recolor is an angle in degrees, 0..180, got {self.motion_recolor}")
         for name in ("i2v_share", "audio_dropout", "text_dropout", "image_dropout", "motion_share", "motion_noise",

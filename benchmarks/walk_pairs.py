@@ -1,10 +1,11 @@
 """Write twin scenes that differ only in which way the person walks: can the text path carry direction at all?
 
-    python benchmarks/walk_pairs.py --out data/walk_pairs --pairs 8   # 1-s scenes
+    python benchmarks/walk_pairs.py --out data/walk_pairs --pairs 8   # 1-s one-person scenes
+    python benchmarks/walk_pairs.py --out data/walk_pairs_2_3 --pairs 60 --people 2-3
     multitalk train configs/experiments/walk_pairs.yaml
     python benchmarks/prompt_use.py runs/experiments/walk_pairs/final --like configs/experiments/walk_pairs.yaml
 
-Each pair is one silent one-person scene with a walk, written twice: as drawn, and with the walk
+Each pair is one silent scene in which one person walks (the others stand), written twice: as drawn, and with the walk
 mirrored (the same distance the other way; the prompt says "left" instead of "right"). Both start
 from the same first frame, so in an image->video clip of either the prompt's direction word is the
 only thing that tells the two apart. A model trained (even overfitted) on such pairs that still
@@ -47,10 +48,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0,
                         help="scene length (1 s: the walk fits inside the first 17-frame clip)")
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--people", default="1", help="people per scene, N or a range LOW-HIGH (one of them walks)")
     args = parser.parse_args()
+    low, _, high = args.people.partition("-")
+    low, high = int(low), int(high or low)
     seed, written = FIRST_SEED, 0
     while written < args.pairs:
-        scene = random_scene(seed, 1, args.seconds, "silent", args.size, args.size, action="walk")
+        people = low + seed % (high - low + 1)
+        scene = random_scene(seed, people, args.seconds, "silent", args.size, args.size, action="walk")
         seed += 1
         if not fits(scene):
             continue

@@ -75,7 +75,7 @@ def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, 
     print("|---|---|---|---|---|---|")
     for people in sorted(p for p in clips.groups if p > 1):
         picks = [i for i in clips.groups[people] if i in first][:count]
-        records = [load_scene_record(data / files[i].stem.rsplit("_", 1)[0]) for i in picks]
+        records = [load_scene_record(data / clips.samples[i]) for i in picks]
         batch = clips.stack(picks)
         clean = np.mean(decoded_lip_sync(pipe, batch["latents"], records))
         generator = torch.Generator().manual_seed(0)

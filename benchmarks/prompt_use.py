@@ -38,11 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     pipe = load_pipeline(args.model)
     model = pipe.transformer.eval().float()
-    config, files, clips = cached_clips(pipe, args.like, args.cache)
+    config, _, clips = cached_clips(pipe, args.like, args.cache)
     start = time.perf_counter()
     picks = []
-    for i, file in enumerate(files):
-        prompt = json.loads((Path(config.data) / file.stem.rsplit("_", 1)[0] / "input.json").read_text())["prompt"]
+    for i, sample in enumerate(clips.samples):
+        prompt = json.loads((Path(config.data) / sample / "input.json").read_text())["prompt"]
         if clips.items[i]["movers"].any() and flipped(prompt) != prompt:
             picks.append((i, prompt))
     picks = picks[: args.clips]

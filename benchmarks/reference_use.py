@@ -38,12 +38,12 @@ def main() -> None:
     model = pipe.transformer.eval().float()
     if not model.takes_reference:
         raise SystemExit(f"{args.model} does not take the reference image (train it with reference_latents: true)")
-    config, files, clips = cached_clips(pipe, args.like, args.cache)
+    config, _, clips = cached_clips(pipe, args.like, args.cache)
     if not config.motion_frames:
         raise SystemExit(f"{args.like} caches no streaming continuations: it needs motion_frames")
     start, generator = time.perf_counter(), torch.Generator().manual_seed(0)
     errors = {(given, sigma, ref): [] for given in GIVEN for sigma in SIGMAS for ref in REFERENCES}
-    samples = [file.stem.rsplit("_", 1)[0] for file in files]
+    samples = clips.samples
     batches = []
     for group in clips.groups.values():  # one clip per sample, so "another sample's" reference is one
         group = [i for i in group if samples.index(samples[i]) == i][: args.clips]

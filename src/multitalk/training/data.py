@@ -156,13 +156,12 @@ class CachedClips:
         if not files:
             raise ValueError("no training clips: check the data folder, people range and clip length")
         self.items = [load_file(f) for f in files]
-        first_clips = {}
-        for path, item in zip(files, self.items, strict=True):
-            sample, k = Path(path).stem.rsplit("_", 1)
-            if k == "0":
-                first_clips[sample] = item
-        for path, item in zip(files, self.items, strict=True):
-            first = first_clips[Path(path).stem.rsplit("_", 1)[0]]
+        # the sample folder each clip was cut from (build_cache names the files SAMPLE_K.safetensors)
+        names = [Path(path).stem.rsplit("_", 1) for path in files]
+        self.samples = [sample for sample, _ in names]
+        first_clips = {sample: item for (sample, k), item in zip(names, self.items, strict=True) if k == "0"}
+        for sample, item in zip(self.samples, self.items, strict=True):
+            first = first_clips[sample]
             item["reference"] = first["condition"][-first["latents"].shape[0]:, :1]
         self.empty_text = load_file(Path(cache) / EMPTY_PROMPT)["text"]
         self.groups: dict[int, list[int]] = {}

@@ -33,7 +33,7 @@ from multitalk.conditioning.people import frames_to_uint8
 from multitalk.evaluation import evaluate_sync
 from multitalk.synthetic.dataset import load_scene_record
 from multitalk.training import TrainConfig, load_config
-from multitalk.training.data import CachedClips, build_cache
+from multitalk.training.data import CachedClips, build_cache, sample_folders
 from multitalk.training.trainer import predict_velocity, velocity_error
 
 SIGMAS = (0.3, 0.6, 0.9)
@@ -67,7 +67,7 @@ def decoded_lip_sync(pipe, latents: torch.Tensor, records: list[dict], rotate: b
     return scores
 
 
-def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, count: int) -> None:
+def pixel_table(pipe, model, clips: CachedClips, files: list[Path], folders: dict[str, Path], count: int) -> None:
     """Lip-sync of decoded one-step predictions at ``SIGMAS[1:]`` (see the module docstring)."""
     first = {i for i, f in enumerate(files) if f.stem.endswith("_0")}  # clip 0 of a sample starts at frame 0
     print(f"\n# decoded one-step predictions: lip-sync of up to {count} clips per row (starting at frame 0)\n")
@@ -75,7 +75,7 @@ def pixel_table(pipe, model, clips: CachedClips, files: list[Path], data: Path, 
     print("|---|---|---|---|---|---|")
     for people in sorted(p for p in clips.groups if p > 1):
         picks = [i for i in clips.groups[people] if i in first][:count]
-        records = [load_scene_record(data / clips.samples[i]) for i in picks]
+        records = [load_scene_record(folders[clips.samples[i]]) for i in picks]
         batch = clips.stack(picks)
         clean = np.mean(decoded_lip_sync(pipe, batch["latents"], records))
         generator = torch.Generator().manual_seed(0)
@@ -97,14 +97,16 @@ def clip_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, help="another clip cache folder than the config's")
 
 
-def cached_clips(pipe, like: Path, cache: Path | None = None) -> tuple[TrainConfig, list[Path], CachedClips]:
+def cached_clips(pipe, like: Path, cache: Path | None = None
+                 ) -> tuple[TrainConfig, list[Path], CachedClips, dict[str, Path]]:
     """The clips of the stage config ``like`` (its cache, or ``cache``), checked against ``pipe``'s VAE and
-    encoders as training does (encoding what is missing)."""
+    encoders as training does (encoding what is missing), and the sample folder of each sample name."""
     config = load_config(like)
     cache = cache or (Path(config.cache) if config.cache else Path(config.output) / "cache")
     files = build_cache(pipe, config.data, cache, config.frames, config.size, (1, 3), False,
                         config.clips_per_sample, config.motion_frames)
-    return config, files, CachedClips(files, cache)
+    folders = {folder.name: folder for folder in sample_folders(config.data, (1, 3))}
+    return config, files, CachedClips(files, cache), folders
 
 
 @torch.no_grad()
@@ -116,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     pipe = load_pipeline(args.model)
     model = pipe.transformer.eval().float()
-    config, files, clips = cached_clips(pipe, args.like, args.cache)
+    config, files, clips, folders = cached_clips(pipe, args.like, args.cache)
     start = time.perf_counter()
     print(f"# {args.model}: mouth-cell loss on {args.clips} cached clips per row, noise levels {SIGMAS}\n")
     print("| people | true voices | no audio | voices rotated | listens (no audio / true − 1) "
@@ -141,7 +143,7 @@ def main() -> None:
         print(f"| {people} | {true:.4f} | {none:.4f} | {shown} | {none / true - 1:+.1%} | {binds} |")
     if args.pixels:
         pipe.vae.float()
-        pixel_table(pipe, model, clips, files, Path(config.data), args.clips)
+        pixel_table(pipe, model, clips, files, folders, args.clips)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,11 +37,11 @@ def main() -> None:
     args = parser.parse_args()
     pipe = load_pipeline(args.model)
     model = pipe.transformer.eval().float()
-    config, _, clips = cached_clips(pipe, args.like, args.cache)
+    config, _, clips, folders = cached_clips(pipe, args.like, args.cache)
     start = time.perf_counter()
     picks = []
     for i, sample in enumerate(clips.samples):
-        prompt = json.loads((Path(config.data) / sample / "input.json").read_text())["prompt"]
+        prompt = json.loads((folders[sample] / "input.json").read_text())["prompt"]
         if clips.items[i]["movers"].any() and flipped(prompt) != prompt:
             picks.append((i, prompt))
     picks = picks[: args.clips]

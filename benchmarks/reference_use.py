@@ -38,7 +38,7 @@ def main() -> None:
     model = pipe.transformer.eval().float()
     if not model.takes_reference:
         raise SystemExit(f"{args.model} does not take the reference image (train it with reference_latents: true)")
-    config, _, clips = cached_clips(pipe, args.like, args.cache)
+    config, _, clips, _ = cached_clips(pipe, args.like, args.cache)
     if not config.motion_frames:
         raise SystemExit(f"{args.like} caches no streaming continuations: it needs motion_frames")
     start, generator = time.perf_counter(), torch.Generator().manual_seed(0)

@@ -20,7 +20,8 @@ def data(tmp_path_factory):
 
 
 def config(tmp_path, data, **changes):
-    settings = dict(output=str(tmp_path / "run"), data=str(data), init="tiny", frames=9, size=64, steps=6,
+    folders = [str(d) for d in data] if isinstance(data, list) else str(data)
+    settings = dict(output=str(tmp_path / "run"), data=folders, init="tiny", frames=9, size=64, steps=6,
                     batch_size=2, lr=1e-3, checkpoint_every=3, log_every=3)
     return TrainConfig(**{**settings, **changes})
 
@@ -525,3 +526,21 @@ def test_own_given_latents_replace_only_the_given_frames(tmp_path, data):
     assert trainer.step == 2
     with pytest.raises(MultiTalkInputError, match="motion_own"):
         TrainConfig(output="x", data="y", motion_own=0.5)
+
+
+def test_data_may_mix_several_folders_but_not_two_samples_of_one_name(tmp_path, data):
+    import shutil
+
+    from multitalk.training.data import sample_folders
+
+    other = tmp_path / "other"
+    shutil.copytree(data / sorted(p.name for p in data.iterdir() if p.is_dir())[0], other / "extra")
+    mixed = sample_folders([str(data), str(other)], (1, 2))
+    assert mixed[:-1] == sample_folders(data, (1, 2)) and mixed[-1] == other / "extra"
+    trainer = Trainer(config(tmp_path, [data, other], steps=1), progress=False)
+    assert len(trainer.clips.samples) == len(mixed) and trainer.clips.samples[-1] == "extra"
+    shutil.copytree(other / "extra", other / mixed[0].name)
+    with pytest.raises(MultiTalkInputError, match="rename one"):
+        sample_folders([data, other], (1, 2))
+    with pytest.raises(MultiTalkInputError, match="data must be a folder or a list"):
+        config(tmp_path, [])

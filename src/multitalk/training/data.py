@@ -35,13 +35,22 @@ CACHE_LAYOUT = 3  # the tensors each clip file holds (2: + "mouths", the latent 
 #                  3: + "movers", the cells a walking or swapping person crosses)
 
 
-def sample_folders(root: str | Path, people: tuple[int, int]) -> list[Path]:
-    folders = []
-    for spec in sorted(Path(root).glob("*/input.json")):
-        count = len(json.loads(spec.read_text())["cond_audio"])  # cheap: no paths resolved
-        if people[0] <= count <= people[1]:
-            folders.append(spec.parent)
-    return folders
+def sample_folders(data: str | Path | list, people: tuple[int, int]) -> list[Path]:
+    """The samples of one data folder or several (``data: [a, b]`` mixes sets) with ``people`` in range.
+
+    The clip cache names clips by sample folder, so two sets may not share a sample name.
+    """
+    folders: dict[str, Path] = {}
+    for root in [data] if isinstance(data, (str, Path)) else data:
+        for spec in sorted(Path(root).glob("*/input.json")):
+            count = len(json.loads(spec.read_text())["cond_audio"])  # cheap: no paths resolved
+            if not people[0] <= count <= people[1]:
+                continue
+            if spec.parent.name in folders:
+                raise MultiTalkInputError(f"sample {spec.parent.name} is in both {folders[spec.parent.name].parent} "
+                                          f"and {root}: the clip cache names clips by sample; rename one")
+            folders[spec.parent.name] = spec.parent
+    return list(folders.values())
 
 
 def read_sample_input(folder: Path) -> dict:

@@ -40,17 +40,19 @@ def sample_folders(data: str | Path | list, people: tuple[int, int]) -> list[Pat
 
     The clip cache names clips by sample folder, so two sets may not share a sample name.
     """
-    folders: dict[str, Path] = {}
+    seen: dict[str, Path] = {}  # every sample, in range or not: a cache outlives one stage's people range
+    folders = []
     for root in [data] if isinstance(data, (str, Path)) else data:
         for spec in sorted(Path(root).glob("*/input.json")):
+            name = spec.parent.name
+            if name in seen:
+                raise MultiTalkInputError(f"sample {name} is in both {seen[name].parent} and {root}: "
+                                          "the clip cache names clips by sample; rename one")
+            seen[name] = spec.parent
             count = len(json.loads(spec.read_text())["cond_audio"])  # cheap: no paths resolved
-            if not people[0] <= count <= people[1]:
-                continue
-            if spec.parent.name in folders:
-                raise MultiTalkInputError(f"sample {spec.parent.name} is in both {folders[spec.parent.name].parent} "
-                                          f"and {root}: the clip cache names clips by sample; rename one")
-            folders[spec.parent.name] = spec.parent
-    return list(folders.values())
+            if people[0] <= count <= people[1]:
+                folders.append(spec.parent)
+    return folders
 
 
 def read_sample_input(folder: Path) -> dict:

@@ -544,3 +544,4 @@ def test_data_may_mix_several_folders_but_not_two_samples_of_one_name(tmp_path, 
         sample_folders([data, other], (1, 2))
     with pytest.raises(MultiTalkInputError, match="data must be a folder or a list"):
         config(tmp_path, [])
+    assert TrainConfig(output="x", data=[data, other]).data == [data, other]  # paths, as the Python API passes them

@@ -14,7 +14,7 @@ STAGES = ("dit", "vae")
 @dataclass
 class TrainConfig:
     output: str  # run folder: checkpoints, loss curve, the final pipeline folder
-    data: str | list[str]  # a `multitalk synth` folder, or a list of them (mixed; sample names must differ)
+    data: str | Path | list[str | Path]  # a `multitalk synth` folder, or a list (mixed; sample names must differ)
     stage: str = "dit"  # dit: the transformer (base or audio stages); vae: the video autoencoder
     vae: str | None = None  # dit stages: a trained VAE folder to use instead of the preset's random one or
     #                         the init folder's own
@@ -85,8 +85,8 @@ class TrainConfig:
         if self.trainable not in choices:
             raise MultiTalkInputError(f"trainable must be one of {choices} for the {self.stage} stage, "
                                       f"got {self.trainable!r}")
-        if not (isinstance(self.data, str) or (isinstance(self.data, list) and self.data
-                                                and all(isinstance(d, str) for d in self.data))):
+        if not (isinstance(self.data, (str, Path)) or (isinstance(self.data, list) and self.data
+                                                       and all(isinstance(d, (str, Path)) for d in self.data))):
             raise MultiTalkInputError(f"data must be a folder or a list of folders, got {self.data!r}")
         if (self.frames - 1) % 4:
             raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")

@@ -21,6 +21,7 @@ from multitalk.conditioning.people import (
 )
 from multitalk.guidance import three_pass, two_pass
 from multitalk.media import probe, read_video
+from multitalk.pipeline import clip_lengths
 from multitalk.random_pipeline import random_pipeline
 from multitalk.synthetic import make_sample, random_scene
 
@@ -61,6 +62,21 @@ def test_streaming_runs_exactly_as_long_as_the_audio(pipe, duet, tmp_path):
     info = probe(tmp_path / "v.mp4")
     assert abs(info["video"]["seconds"] - audio[0].size / 16000) <= 1 / 25 + 1e-6
     assert abs(info["audio"]["seconds"] - info["video"]["seconds"]) <= 1 / 25 + 0.03  # AAC frames are 64 ms
+
+
+def test_fit_clips_cuts_the_last_clip_to_the_audio(pipe, duet, monkeypatch):
+    assert clip_lengths(22, 9, 3) == [9, 9, 9, 9] and clip_lengths(22, 9, 3, fit=True) == [9, 9, 9, 5]
+    assert clip_lengths(50, 81, 5, fit=True) == [53] and clip_lengths(81, 81, 5, fit=True) == [81]
+    made, generate_clip = [], pipe.generate_clip
+
+    def recorded(cond, audio, clip, num_frames, *args):
+        made.append(num_frames)
+        return generate_clip(cond, audio, clip, num_frames, *args)
+
+    monkeypatch.setattr(pipe, "generate_clip", recorded)
+    audio = [t[: int(22 / 25 * 16000)] for t in duet.tracks]
+    out = pipe(duet.video[0], audio, "talk", mode="streaming", motion_frames=3, fit_clips=True, **FAST)
+    assert made == [9, 9, 9, 5] and out.frames.shape[0] == 22
 
 
 def test_same_seed_same_frames(pipe, duet):

@@ -4,6 +4,7 @@ Clip mode makes one clip of ``num_frames``. Streaming mode chains clips: the las
 ``motion_frames`` decoded frames of a clip condition the next one (their latents are also
 re-noised to the current noise level and written over the first latent frames before every
 step), and the audio window moves on by ``num_frames − motion_frames`` — DESIGN §1, §2a.
+The sampling setting ``fit_clips`` cuts the last clip to what the audio needs.
 
 With ``work_dir`` every finished clip is saved with the state needed to go on (conditioning
 frames, audio position, random generator); ``resume=True`` continues from there and gives
@@ -256,6 +257,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         mode: str = "clip",
         motion_frames: int | None = None,
         max_frames: int = 1000,
+        fit_clips: bool | None = None,
         apg: bool = False,
         color_match: bool = False,
         size: tuple[int, int] | None = None,
@@ -275,9 +277,10 @@ class MultiTalkPipeline(DiffusionPipeline):
         """
         chosen = sampling_settings(self.config.sampling, num_frames=num_frames, steps=steps,
                                    text_guidance=text_guidance, audio_guidance=audio_guidance, shift=shift,
-                                   motion_frames=motion_frames)
+                                   motion_frames=motion_frames, fit_clips=fit_clips)
         num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
         text_guidance, audio_guidance, shift = chosen["text_guidance"], chosen["audio_guidance"], chosen["shift"]
+        fit_clips = chosen["fit_clips"]
         check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
         reference, masks, voices, (height, width) = self.prepare(image, audio, audio_type, bboxes, bbox_format,
                                                                   mask_image, size)
@@ -286,7 +289,8 @@ class MultiTalkPipeline(DiffusionPipeline):
         audio_frames = feats[0].shape[0]
         wanted = num_frames if mode == "clip" else min(audio_frames, max_frames)
         step_frames = num_frames - motion_frames
-        clips = 1 if wanted <= num_frames else 1 + math.ceil((wanted - num_frames) / step_frames)
+        lengths = clip_lengths(wanted, num_frames, motion_frames, fit_clips, self.vae_scale_temporal)
+        clips = len(lengths)
 
         if negative_prompt is None:
             negative_prompt = self.config.negative_prompt
@@ -296,7 +300,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         clip = _Clip(text[None].to(device), negative[None].to(device), token_masks, height, width)
 
         # audio that runs out is extended with its own reversed tail, as the reference does
-        needed = (clips - 1) * step_frames + num_frames
+        needed = (clips - 1) * step_frames + lengths[-1]
         if mode == "streaming" and needed > audio_frames:
             missing = needed - audio_frames + 3
             feats = [torch.cat([f, f[-missing:].flip(0)]) if missing <= f.shape[0] else
@@ -309,7 +313,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         generator = torch.Generator().manual_seed(seed)
         store = _WorkDir(work_dir, _fingerprint(image, voices, prompt, negative_prompt, masks, _plain(
             num_frames, steps, text_guidance, audio_guidance, shift, seed, mode, motion_frames, max_frames, apg,
-            color_match, height, width))) if work_dir else None
+            color_match, height, width, fit_clips))) if work_dir else None
         pieces, first_clip, cond = [], 0, reference[:, None]  # cond: [3, n, H, W]
         if store and resume and store.exists():
             pieces, cond, generator_state = store.load()
@@ -320,8 +324,8 @@ class MultiTalkPipeline(DiffusionPipeline):
         bar.update(first_clip * steps)
         try:
             for k in range(first_clip, clips):
-                start = k * step_frames
-                windows = torch.stack([frame_windows(f, start, start + num_frames) for f in feats])[None].to(device)
+                start, length = k * step_frames, lengths[k]
+                windows = torch.stack([frame_windows(f, start, start + length) for f in feats])[None].to(device)
 
                 def on_step(step, total, k=k):
                     bar.update(1)
@@ -329,7 +333,7 @@ class MultiTalkPipeline(DiffusionPipeline):
                     if callback is not None:
                         callback(k, clips, step, total)
 
-                video = self.generate_clip(cond.to(device), windows, clip, num_frames, steps, text_guidance,
+                video = self.generate_clip(cond.to(device), windows, clip, length, steps, text_guidance,
                                            audio_guidance, shift, generator, k == 0, apg, on_step,
                                            reference_latents).cpu()
                 if color_match and k > 0:
@@ -373,7 +377,23 @@ def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str =
 
 
 SAMPLING_DEFAULTS = {"num_frames": 81, "motion_frames": 25, "steps": 40, "text_guidance": 5.0, "audio_guidance": 4.0,
-                     "shift": 5.0}
+                     "shift": 5.0, "fit_clips": False}
+
+
+def clip_lengths(wanted: int, num_frames: int, motion_frames: int, fit: bool = False, vae_scale: int = 4) -> list[int]:
+    """Frames of each clip a video of ``wanted`` frames is made of (clip k starts at k x (num_frames - motion_frames)).
+
+    The reference makes every clip ``num_frames`` long and cuts what runs past the audio; ``fit``
+    makes the last clip only as long as the audio needs (rounded up to ``vae_scale``k+1), so a model
+    whose clips are long (the demo model's run 20 s) does not pay for frames it throws away.
+    """
+    step = num_frames - motion_frames
+    clips = 1 if wanted <= num_frames else 1 + math.ceil((wanted - num_frames) / step)
+    lengths = [num_frames] * clips
+    if fit:
+        left = wanted - (clips - 1) * step  # > motion_frames whenever clips > 1
+        lengths[-1] = min(num_frames, vae_scale * math.ceil((left - 1) / vae_scale) + 1)
+    return lengths
 
 
 def check_sampling(sampling: dict | None) -> None:

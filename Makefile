@@ -28,18 +28,33 @@ bench: venv
 	$(PY) benchmarks/step_time.py
 
 # The demo model's full recipe from scratch (resumable: rerun after an interruption), ending in
-# the slim copy that ships in the package. Sampling settings: 81-frame clips (fewer joins between clips
-# than the 17 it was trained on), the official guidance scales, 10 steps (docs/demo-model.md, "Sampling settings").
-DEMO_DATA := data/demo
-DEMO_SAMPLING := '{"num_frames": 81, "motion_frames": 5, "steps": 10, "text_guidance": 5.0, "audio_guidance": 4.0, "shift": 3.0}'
+# the slim copy that ships in the package. Steps 1-4 make a talking model (the paper's two stages on
+# our own small base); steps 5-9 teach it to follow "walks to the left/right" and bring its voices
+# back (docs/demo-model.md). Sampling settings: clips of 501 frames (a 20-s video is one clip: the joins
+# between clips are where colours drift), fitted to the audio, the official guidance scales, 10 steps.
+MT := $(VENV)/bin/multitalk
+SYNTH := --people 1-3 --size 64
+DEMO_SAMPLING := '{"num_frames": 501, "motion_frames": 5, "steps": 10, "text_guidance": 5.0, "audio_guidance": 4.0, "shift": 3.0, "fit_clips": true}'
 train-demo: venv
-	$(VENV)/bin/multitalk synth --out $(DEMO_DATA) --count 400 --people 1-3 --seconds 5 --size 64 --seed 0
-	$(VENV)/bin/multitalk train configs/demo/vae_image.yaml --resume
-	$(VENV)/bin/multitalk train configs/demo/vae.yaml --resume
-	$(VENV)/bin/multitalk train configs/demo/base.yaml --resume
-	$(VENV)/bin/multitalk train configs/demo/stage1.yaml --resume
-	$(VENV)/bin/multitalk train configs/demo/stage2.yaml --resume
-	$(PY) -m multitalk.training.bundle runs/demo/stage2/final src/multitalk/demo_model --sampling $(DEMO_SAMPLING)
+	$(MT) synth --out data/demo --count 400 $(SYNTH) --seconds 5 --seed 0
+	$(MT) train configs/demo/vae_image.yaml --resume
+	$(MT) train configs/demo/vae.yaml --resume
+	$(MT) train configs/demo/base.yaml --resume
+	$(MT) train configs/demo/stage1.yaml --resume
+	$(MT) train configs/demo/stage2.yaml --resume
+	$(MT) synth --out data/walks --count 300 $(SYNTH) --seconds 5 --seed 10000 --action walk
+	$(MT) synth --out data/walks --count 60 $(SYNTH) --seconds 5 --seed 0
+	$(MT) synth --out data/walks_2s --count 300 $(SYNTH) --seconds 2 --seed 20000 --action walk
+	$(PY) benchmarks/walk_pairs.py --out data/twins_1p --pairs 8
+	$(PY) benchmarks/walk_pairs.py --out data/twins_60 --pairs 60 --people 2-3
+	$(PY) benchmarks/walk_pairs.py --out data/twins --pairs 200 --people 2-3
+	$(MT) train configs/demo/stage3_walks.yaml --resume
+	$(MT) train configs/demo/stage3_walks_2s.yaml --resume
+	$(MT) train configs/demo/stage4_twins.yaml --resume
+	$(MT) train configs/demo/stage5_twins_2_3.yaml --resume
+	$(MT) train configs/demo/stage6_mixed.yaml --resume
+	$(MT) train configs/demo/stage7_voices.yaml --resume
+	$(PY) -m multitalk.training.bundle runs/demo/stage7/final src/multitalk/demo_model --sampling $(DEMO_SAMPLING)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

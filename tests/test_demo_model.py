@@ -17,7 +17,7 @@ def test_bundled_model_is_the_default_and_slim():
     assert default_model() == DEMO_MODEL
     assert folder_size(DEMO_MODEL) < 40e6
     sampling = model_sampling(DEMO_MODEL)
-    assert sampling["num_frames"] == 81 and sampling["motion_frames"] == 5
+    assert sampling["num_frames"] == 501 and sampling["motion_frames"] == 5 and sampling["fit_clips"]
 
 
 def test_duet_example_renders_with_the_bundled_model(tmp_path, monkeypatch):

@@ -69,7 +69,7 @@ def sync_rows(pipe, args) -> list[str]:
     rows = []
     for people, mode in ((2, "add"), (2, "para"), (3, "add"), (3, "para")):
         plain, swapped = [], []
-        for k in range(args.scenes):
+        for k in range(args.first_scene, args.first_scene + args.scenes):
             sample = make_sample(random_scene(HELD_OUT + 100 * people + k, people, args.seconds, mode,
                                               args.size, args.size, action=None))
             video = generate(pipe, sample, sample.tracks, args)
@@ -102,7 +102,7 @@ def prompt_following(pipe, args) -> tuple[int, int, float, float, float]:
     the prompt as it is and with its direction word flipped (if the words steer, the two differ),
     against the scenes' own walks."""
     right, along, against, walks = 0, [], [], []
-    for k in range(args.scenes):
+    for k in range(args.first_scene, args.first_scene + args.scenes):
         scene = random_scene(HELD_OUT + 50_000 + k, 2, args.seconds, "silent", args.size, args.size, action="walk")
         sample = make_sample(scene)
         moved, tracked = walked(pipe, sample, scene.prompt, args)  # a head lost in noise proves nothing
@@ -125,6 +125,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="pipeline folder (default: the bundled demo model)")
     parser.add_argument("--scenes", type=int, default=10, help="scenes per row")
+    parser.add_argument("--first-scene", type=int, default=0,
+                        help="start at this scene of each row (fresh scenes for a setting chosen on the first ones)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--long-seconds", type=float, default=20.0)
     parser.add_argument("--size", type=int, help="scene size (default: the model's first bucket)")

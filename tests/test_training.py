@@ -262,7 +262,12 @@ def test_demo_recipe_configs_are_valid():
     stages = {p.stem: load_config(p) for p in (configs / "demo").glob("*.yaml")}
     for experiment in (configs / "experiments").glob("*.yaml"):  # kept to rerun, so they must stay loadable
         load_config(experiment)
-    assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2"}
+    assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2", "stage3_walks", "stage3_walks_2s",
+                           "stage4_twins", "stage5_twins_2_3", "stage6_mixed", "stage7_voices"}
+    assert stages["stage3_walks"].output == stages["stage3_walks_2s"].output  # one run, resumed with more data
+    assert stages["stage3_walks"].trainable == stages["stage4_twins"].trainable == "base"
+    assert stages["stage6_mixed"].trainable == "all" and stages["stage7_voices"].trainable == "audio"
+    assert stages["stage4_twins"].i2v_share == stages["stage5_twins_2_3"].i2v_share == 1.0  # silent twins
     assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
     assert stages["vae"].mouth_weight > 0 and stages["stage1"].mouth_weight > 0
     assert stages["vae"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"

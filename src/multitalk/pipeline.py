@@ -385,7 +385,7 @@ def clip_lengths(wanted: int, num_frames: int, motion_frames: int, fit: bool = F
 
     The reference makes every clip ``num_frames`` long and cuts what runs past the audio; ``fit``
     makes the last clip only as long as the audio needs (rounded up to ``vae_scale``k+1), so a model
-    whose clips are long (the demo model's run 20 s) does not pay for frames it throws away.
+    whose clips are long (the demo model's last 20 s) does not pay for frames it throws away.
     """
     step = num_frames - motion_frames
     clips = 1 if wanted <= num_frames else 1 + math.ceil((wanted - num_frames) / step)

@@ -277,6 +277,37 @@ def test_demo_recipe_configs_are_valid():
     assert len({(c.cache, c.frames, c.size, c.clips_per_sample, c.motion_frames) for c in dit}) == 1
 
 
+def test_train_demo_recipe_runs_in_an_order_that_can_work():
+    """`make train-demo`: every stage starts from a model an earlier line made and reads data an earlier line
+    wrote, and the bundle is the last stage's result (a misnamed folder would only show hours into the run)."""
+    import shlex
+    from pathlib import Path
+
+    from multitalk.training import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = (repo / "Makefile").read_text().split("\ntrain-demo:")[1].split("\n\n")[0]
+    made, data, run, bundled = [], set(), set(), None
+    for line in recipe.splitlines()[1:]:
+        words = shlex.split(line.strip())
+        if "--out" in words:  # a data command
+            data.add(words[words.index("--out") + 1])
+        elif "train" in words:
+            path = words[words.index("train") + 1]
+            config = load_config(repo / path)
+            run.add(Path(path).name)
+            folders = config.data if isinstance(config.data, list) else [config.data]
+            assert {str(f) for f in folders} <= data, f"{path} reads data no earlier line writes"
+            for source in (config.init, config.vae):
+                if source and str(source).startswith("runs/"):
+                    assert f"{source}" in made, f"{path} starts from {source}, which no earlier stage makes"
+            made.append(f"{config.output}/final")
+        elif "multitalk.training.bundle" in words:
+            bundled = words[words.index("multitalk.training.bundle") + 1]
+    assert bundled == made[-1], "the bundle is not the last stage's result"
+    assert run == {p.name for p in (repo / "configs" / "demo").glob("*.yaml")}, "a demo config the recipe never runs"
+
+
 def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, data):
     """The demo recipe's hand-offs, tiny: VAE -> image->video base -> audio stage -> a video."""
     from diffusers import AutoencoderKLWan

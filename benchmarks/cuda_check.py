@@ -1,0 +1,199 @@
+"""What a lent GPU shows, in one short run: training and sampling work on CUDA and agree with
+the CPU, how fast they are, and the official-size transformer's step time with random weights.
+
+Three tables (each part can be skipped; a part that fails prints its error and the rest go on):
+
+* train: ``multitalk train``'s trainer on synthetic clips with the demo model's shape (the
+  ``small`` preset) and the demo recipe's mix settings: steps/s in float32 and bf16, the loss
+  falling, and a resume from the halfway checkpoint on the same device.
+* sample: one 2-person clip from a random ``small`` pipeline, same seed, on the CPU and on the
+  device: time, and how far the device's frames are from the CPU's (pixel levels, 0-255).
+* official size: the ``wan2.1-i2v-14b-480p`` transformer (random weights, bf16) on an 81-frame
+  480x832 clip with 2 people: seconds per forward pass with Label-RoPE audio, and without audio.
+
+    python benchmarks/cuda_check.py [--device cuda] [--train-steps 300] [--skip official]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PARTS = ("train", "sample", "official")
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def train_part(work: Path, device: str, steps: int) -> None:
+    """`multitalk train` itself, one process per run as a user runs it (accelerate picks the GPU)."""
+    import json
+
+    import yaml
+
+    def train(config: Path, *flags: str) -> float:
+        out = subprocess.run([sys.executable, "-m", "multitalk.cli", "train", str(config), "--quiet", *flags],
+                             check=True, capture_output=True, text=True).stdout
+        return float(re.search(r"trained to step \d+ in ([\d.]+) s", out).group(1))
+
+    def losses(run: Path) -> list[float]:
+        last = sorted((run / "checkpoints").glob("step_*"))[-1]
+        return [h["loss"] for h in json.loads((last / "trainer.json").read_text())["history"]]
+
+    data = work / "data"
+    if not data.is_dir():
+        subprocess.run([sys.executable, "-m", "multitalk.cli", "synth", "--out", str(data), "--count", "12",
+                        "--people", "1-2", "--size", "64", "--seconds", "2", "--seed", "0", "--action", "walk"],
+                       check=True, capture_output=True)
+    print("| device | precision | steps | s | steps/s | loss, first 20 | loss, last 20 | resumed at "
+          "| resumed losses vs first run, max diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for precision in ("no", "bf16") if device.startswith("cuda") else ("no",):
+        run = work / f"train_{precision}"
+        shutil.rmtree(run, ignore_errors=True)
+        # the demo recipe's mix stage (configs/demo/stage6_mixed.yaml) on the demo model's shape
+        settings = dict(output=str(run), data=str(data), cache=str(work / "cache"), init="small",
+                        text_encoder="random", trainable="all", people=[1, 2], frames=17, clips_per_sample=4,
+                        motion_frames=5, motion_share=0.3, i2v_share=0.5, mouth_weight=20.0, mover_weight=4.0,
+                        batch_size=6, lr=2e-4, steps=steps, checkpoint_every=max(steps // 2, 1),
+                        mixed_precision=precision)
+        config = work / f"train_{precision}.yaml"
+        config.write_text(yaml.safe_dump(settings))
+        train(config)  # builds the clip cache first, untimed
+        shutil.rmtree(run)
+        seconds = train(config)
+        first = losses(run)
+        # resume: without the last checkpoint, --resume picks up the halfway one and runs to the end again
+        shutil.rmtree(run / "checkpoints" / f"step_{steps:07d}")
+        train(config, "--resume")
+        half = max(steps // 2, 1)
+        drift = max(abs(a - b) for a, b in zip(losses(run)[half:], first[half:], strict=True))
+        print(f"| {device_name(device)} | {precision} | {steps} | {seconds:.1f} | {steps / seconds:.2f} "
+              f"| {np.mean(first[:20]):.4f} | {np.mean(first[-20:]):.4f} | {half} -> {steps} | {drift:.2g} |")
+
+
+def sample_part(work: Path, device: str) -> None:
+    from multitalk.checkpoints import load_pipeline
+    from multitalk.random_pipeline import random_pipeline
+    from multitalk.synthetic import make_sample, random_scene
+
+    sample = make_sample(random_scene(3, 2, 2.0, "add", width=64, height=64, action=None))
+    args = dict(mode="clip", num_frames=49, steps=10, seed=0, size=(64, 64), progress=False)
+    folder = work / "small_pipeline"
+    random_pipeline("small", seed=0).save_pretrained(folder)
+    runs = {}
+    for where, dtype in (("cpu", torch.float32), (device, torch.float32), (device, torch.bfloat16)):
+        if (where, dtype) in runs:
+            continue
+        pipe = load_pipeline(folder, torch_dtype=dtype).to(where)  # as `multitalk generate --dtype` loads it
+        pipe(sample.video[0], sample.tracks, "two people talk", **args)  # warm-up
+        sync(where)
+        start = time.perf_counter()
+        out = pipe(sample.video[0], sample.tracks, "two people talk", **args)
+        sync(where)
+        runs[(where, dtype)] = (time.perf_counter() - start, out.frames.astype(np.float32))
+    reference = runs[("cpu", torch.float32)][1]
+    print("| where | transformer | s per 49-frame clip, 10 steps | mean abs diff to CPU | max abs diff |")
+    print("|---|---|---|---|---|")
+    for (where, dtype), (seconds, frames) in runs.items():
+        diff = np.abs(frames - reference)
+        print(f"| {device_name(where)} | {str(dtype).removeprefix('torch.')} | {seconds:.2f} "
+              f"| {diff.mean():.3f} | {diff.max():.0f} |")
+
+
+def official_part(device: str, repeats: int = 3) -> None:
+    from multitalk.models import MultiTalkTransformer3DModel
+
+    frames, height, width, people = 81, 480, 832, 2
+    lat_t, lat_h, lat_w = (frames - 1) // 4 + 1, height // 8, width // 8
+    with torch.device(device):
+        torch.manual_seed(0)
+        model = MultiTalkTransformer3DModel.from_preset("wan2.1-i2v-14b-480p").to(torch.bfloat16).eval()
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    g = torch.Generator(device).manual_seed(0)
+    masks = torch.zeros(people + 1, lat_h, lat_w, device=device)
+    masks[0, 5:50, 4:48] = 1
+    masks[1, 5:50, 56:100] = 1
+    masks[2] = 1 - masks[:2].amax(0)
+    inputs = dict(
+        hidden_states=torch.randn(1, cfg.in_channels, lat_t, lat_h, lat_w, generator=g, device=device,
+                                  dtype=torch.bfloat16),
+        timestep=torch.tensor([500.0], device=device),
+        encoder_hidden_states=torch.randn(1, 512, cfg.text_dim, generator=g, device=device, dtype=torch.bfloat16),
+        encoder_hidden_states_image=torch.randn(1, 257, cfg.image_dim, generator=g, device=device,
+                                                dtype=torch.bfloat16),
+        audio=torch.randn(1, people, frames, cfg.audio_window, cfg.audio_layers, cfg.audio_channels, generator=g,
+                          device=device, dtype=torch.bfloat16),
+        reference_masks=masks,
+    )
+    tokens = lat_t * lat_h * lat_w // 4
+    print(f"{params / 1e9:.2f}B parameters, {tokens} video tokens, bf16, {device_name(device)}")
+    print()
+    print("| variant | s per forward (median of %d) | peak GPU memory |" % repeats)
+    print("|---|---|---|")
+    with torch.inference_mode():
+        for name, overrides in (("Label-RoPE audio, 2 people", {}), ("no audio", {"audio": None})):
+            model(**{**inputs, **overrides})  # warm-up
+            sync(device)
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats(device)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(**{**inputs, **overrides})
+                sync(device)
+                times.append(time.perf_counter() - start)
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else float("nan")
+            print(f"| {name} | {statistics.median(times):.3f} | {peak:.1f} GiB |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--skip", nargs="*", default=[], choices=PARTS)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the synthetic clips and runs")
+    args = parser.parse_args()
+    print(f"# cuda_check: torch {torch.__version__}, {device_name(args.device)}")
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        parts = {"train": lambda: train_part(work, args.device, args.train_steps),
+                 "sample": lambda: sample_part(work, args.device), "official": lambda: official_part(args.device)}
+        for name, run in parts.items():
+            if name in args.skip:
+                continue
+            print(f"\n## {name}\n")
+            start = time.perf_counter()
+            try:
+                run()
+            except Exception:  # one part's failure is a finding; the others still run
+                traceback.print_exc(file=sys.stdout)
+                failed += 1
+            print(f"\n({name}: {time.perf_counter() - start:.0f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,7 @@ import torch
 import yaml
 
 from multitalk.cli import main
-from multitalk.errors import MultiTalkInputError
+from multitalk.errors import MultiTalkError, MultiTalkInputError
 from multitalk.synthetic import write_dataset
 from multitalk.training import TrainConfig, Trainer, flow_matching_loss
 from multitalk.training.trainer import batch_kind, noise_given_latents
@@ -84,6 +84,18 @@ def test_zero_audio_batches_come_at_the_configured_rate(tmp_path, data):
     kinds = [batch_kind(rng, settings) for _ in range(4000)]
     assert abs(kinds.count("i2v") / 4000 - 0.3) < 0.03
     assert abs(kinds.count("audio_dropout") / 4000 - 0.07) < 0.02
+
+
+def test_a_second_precision_in_one_process_is_a_clear_error(tmp_path, data):
+    """accelerate holds one state per process: a second trainer with another precision must say so and how."""
+    from accelerate.state import AcceleratorState
+
+    Trainer(config(tmp_path / "a", data), progress=False)
+    try:
+        with pytest.raises(MultiTalkError, match="another mixed_precision than 'bf16'.*its own process"):
+            Trainer(config(tmp_path / "b", data, mixed_precision="bf16"), progress=False)
+    finally:
+        AcceleratorState._reset_state(True)  # the next tests start from a fresh state, as a new process would
 
 
 def test_resume_continues_with_identical_state(tmp_path, data):

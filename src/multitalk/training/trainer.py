@@ -180,7 +180,14 @@ class TrainingLoop:
 
         self.config, self.progress = config, progress
         self.output = Path(config.output)
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        try:
+            self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        except ValueError as err:  # accelerate keeps one state per process
+            if "already been initialized" not in str(err):
+                raise
+            raise MultiTalkError(f"this process already trained with another mixed_precision than "
+                                 f"{config.mixed_precision!r}; run this config in its own process "
+                                 "(`multitalk train` does)") from None
         set_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed)

@@ -45,6 +45,7 @@ def sampling_arguments(parser: argparse.ArgumentParser) -> None:
                        ("--audio-guidance", float)):
         parser.add_argument(flag, type=kind, help="default: the model's own sampling settings")
     parser.add_argument("--color-match", action="store_true", help="match each clip's colours to the image's")
+    parser.add_argument("--apg", action="store_true", help="adaptive projected guidance")
     parser.add_argument("--seed", type=int, default=42)
 
 
@@ -62,7 +63,7 @@ def generate(pipe, sample, tracks, args, prompt: str | None = None):
     return pipe(sample.video[0], tracks, scene.prompt if prompt is None else prompt, bboxes=scene.bboxes(),
                 mode="streaming", num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
                 seed=args.seed, text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
-                color_match=args.color_match, progress=False).frames
+                color_match=args.color_match, apg=args.apg, progress=False).frames
 
 
 def sync_rows(pipe, args) -> list[str]:

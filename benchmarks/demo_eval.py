@@ -42,7 +42,7 @@ def flipped(prompt: str) -> str:
 def sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """The sampling flags every model benchmark shares; left out, the model's own settings hold."""
     for flag, kind in (("--steps", int), ("--frames", int), ("--motion-frames", int), ("--text-guidance", float),
-                       ("--audio-guidance", float)):
+                       ("--audio-guidance", float), ("--shift", float)):
         parser.add_argument(flag, type=kind, help="default: the model's own sampling settings")
     parser.add_argument("--color-match", action="store_true", help="match each clip's colours to the image's")
     parser.add_argument("--apg", action="store_true", help="adaptive projected guidance")
@@ -53,8 +53,9 @@ def resolve_sampling(pipe, args: argparse.Namespace) -> None:
     """Fill the sampling flags left out with the model's own settings (or the pipeline's defaults)."""
     chosen = sampling_settings(pipe.config.sampling, num_frames=args.frames, motion_frames=args.motion_frames,
                                steps=args.steps, text_guidance=args.text_guidance,
-                               audio_guidance=args.audio_guidance)
+                               audio_guidance=args.audio_guidance, shift=args.shift)
     args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
+    args.shift = chosen["shift"]
     args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
 
 
@@ -63,7 +64,7 @@ def generate(pipe, sample, tracks, args, prompt: str | None = None):
     return pipe(sample.video[0], tracks, scene.prompt if prompt is None else prompt, bboxes=scene.bboxes(),
                 mode="streaming", num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
                 seed=args.seed, text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
-                color_match=args.color_match, apg=args.apg, progress=False).frames
+                shift=args.shift, color_match=args.color_match, apg=args.apg, progress=False).frames
 
 
 def sync_rows(pipe, args) -> list[str]:
@@ -143,7 +144,8 @@ def main() -> None:
     print(f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
           f"{args.steps} steps, clips of {args.frames} frames ({args.motion_frames} carried over), guidance "
-          f"text {args.text_guidance:g} / audio {args.audio_guidance:g}{', colours matched' * args.color_match}\n")
+          f"text {args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
+          f"{', colours matched' * args.color_match}\n")
     if "sync" in args.parts:
         print("| people | audio | voices | lip-sync | binding acc. | colour drift | heads found |")
         print("|---|---|---|---|---|---|---|")

@@ -3,9 +3,10 @@ the CPU, how fast they are, and the official-size transformer's step time with r
 
 Three tables (each part can be skipped; a part that fails prints its error and the rest go on):
 
-* train: ``multitalk train``'s trainer on synthetic clips with the demo model's shape (the
-  ``small`` preset) and the demo recipe's mix settings: steps/s in float32 and bf16, the loss
-  falling, and a resume from the halfway checkpoint on the same device.
+* train: ``multitalk train`` itself, one process per run, on synthetic clips with the demo model's
+  shape (the ``small`` preset) and the demo recipe's mix settings: steps/s in float32 and bf16 (on
+  CUDA), the loss falling, and a resume from the halfway checkpoint. Accelerate picks the device:
+  the GPU whenever there is one, whatever ``--device`` says.
 * sample: one 2-person clip from a random ``small`` pipeline, same seed, on the CPU and on the
   device: time, and how far the device's frames are from the CPU's (pixel levels, 0-255).
 * official size: the ``wan2.1-i2v-14b-480p`` transformer (random weights, bf16) on an 81-frame

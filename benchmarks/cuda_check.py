@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 PARTS = ("train", "sample", "official")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def device_name(device: str) -> str:
@@ -69,15 +70,15 @@ def train_part(work: Path, device: str, steps: int) -> None:
     print("| device | precision | steps | s | steps/s | loss, first 20 | loss, last 20 | resumed at "
           "| resumed losses vs first run, max diff |")
     print("|---|---|---|---|---|---|---|---|---|")
+    half = max(steps // 2, 1)
+    mix_stage = yaml.safe_load((REPO / "configs" / "demo" / "stage6_mixed.yaml").read_text())
     for precision in ("no", "bf16") if device.startswith("cuda") else ("no",):
         run = work / f"train_{precision}"
         shutil.rmtree(run, ignore_errors=True)
-        # the demo recipe's mix stage (configs/demo/stage6_mixed.yaml) on the demo model's shape
-        settings = dict(output=str(run), data=str(data), cache=str(work / "cache"), init="small",
-                        text_encoder="random", trainable="all", people=[1, 2], frames=17, clips_per_sample=4,
-                        motion_frames=5, motion_share=0.3, i2v_share=0.5, mouth_weight=20.0, mover_weight=4.0,
-                        batch_size=6, lr=2e-4, steps=steps, checkpoint_every=max(steps // 2, 1),
-                        mixed_precision=precision)
+        # the demo recipe's mix stage on the demo model's shape, from random weights and this run's clips
+        settings = {**mix_stage, "output": str(run), "data": str(data), "cache": str(work / "cache"),
+                    "init": "small", "text_encoder": "random", "steps": steps, "checkpoint_every": half,
+                    "mixed_precision": precision}
         config = work / f"train_{precision}.yaml"
         config.write_text(yaml.safe_dump(settings))
         train(config)  # builds the clip cache first, untimed
@@ -87,7 +88,6 @@ def train_part(work: Path, device: str, steps: int) -> None:
         # resume: without the last checkpoint, --resume picks up the halfway one and runs to the end again
         shutil.rmtree(run / "checkpoints" / f"step_{steps:07d}")
         train(config, "--resume")
-        half = max(steps // 2, 1)
         drift = max(abs(a - b) for a, b in zip(losses(run)[half:], first[half:], strict=True))
         print(f"| {device_name(device)} | {precision} | {steps} | {seconds:.1f} | {steps / seconds:.2f} "
               f"| {np.mean(first[:20]):.4f} | {np.mean(first[-20:]):.4f} | {half} -> {steps} | {drift:.2g} |")

@@ -46,6 +46,8 @@ def sampling_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=kind, help="default: the model's own sampling settings")
     parser.add_argument("--color-match", action="store_true", help="match each clip's colours to the image's")
     parser.add_argument("--apg", action="store_true", help="adaptive projected guidance")
+    parser.add_argument("--trained-frames", type=int,
+                        help="squeeze time in longer clips into this span; 0: Wan's positions (default: the model's)")
     parser.add_argument("--seed", type=int, default=42)
 
 
@@ -57,6 +59,16 @@ def resolve_sampling(pipe, args: argparse.Namespace) -> None:
     args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
     args.shift = chosen["shift"]
     args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
+    if args.trained_frames is not None:
+        pipe.transformer.set_trained_frames(args.trained_frames or None)
+    args.trained_frames = pipe.transformer.config.trained_frames
+
+
+def describe_sampling(args: argparse.Namespace) -> str:
+    """The sampling settings a table was made with, for its header."""
+    return (f"clips of {args.frames} frames ({args.motion_frames} carried over), {args.steps} steps, guidance text "
+            f"{args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
+            f"{', colours matched' * args.color_match}, time squeezed into {args.trained_frames or 'no'} frames")
 
 
 def generate(pipe, sample, tracks, args, prompt: str | None = None):
@@ -143,9 +155,7 @@ def main() -> None:
     start = time.perf_counter()
     print(f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
-          f"{args.steps} steps, clips of {args.frames} frames ({args.motion_frames} carried over), guidance "
-          f"text {args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
-          f"{', colours matched' * args.color_match}\n")
+          f"{describe_sampling(args)}\n")
     if "sync" in args.parts:
         print("| people | audio | voices | lip-sync | binding acc. | colour drift | heads found |")
         print("|---|---|---|---|---|---|---|")

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import torch
-from demo_eval import generate, resolve_sampling, sampling_arguments
+from demo_eval import describe_sampling, generate, resolve_sampling, sampling_arguments
 
 from multitalk.checkpoints import default_model, load_pipeline
 from multitalk.conditioning.people import frames_from_uint8
@@ -61,8 +61,7 @@ def main() -> None:
     sample = make_sample(random_scene(SCENE_SEED, 2, args.seconds, "add", size, size, action=None))
     scene, start = sample.scene, time.perf_counter()
     print(f"# {args.model or 'the bundled demo model'}{' with VAE ' + args.vae if args.vae else ''}: one held-out "
-          f"2-person scene, {args.seconds:g} s, clips of {args.frames} frames ({args.motion_frames} carried over), "
-          f"{args.steps} steps, guidance text {args.text_guidance:g} / audio {args.audio_guidance:g}\n")
+          f"2-person scene, {args.seconds:g} s, {describe_sampling(args)}\n")
     print("| motion frames from | colour drift | heads found | lip-sync (per person) |")
     print("|---|---|---|---|")
     strips = []

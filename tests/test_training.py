@@ -351,6 +351,23 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
     assert out.frames.shape[0] == 5
 
 
+def test_a_model_started_here_records_its_longest_training_clips(tmp_path, data):
+    """Sampling squeezes time in clips longer than this record (models/time_rope.py); weights from elsewhere have
+    none and keep Wan's positions."""
+    from multitalk.random_pipeline import random_pipeline
+
+    random_pipeline("tiny", buckets=[[64, 64]]).save_pretrained(tmp_path / "foreign")
+    foreign = Trainer(config(tmp_path / "a", data, init=str(tmp_path / "foreign"), steps=1), progress=False)
+    assert foreign.pipe.transformer.config.trained_frames is None
+    started = Trainer(config(tmp_path / "b", data, frames=5, steps=1, checkpoint_every=1), progress=False)
+    started.run()
+    assert started.pipe.transformer.config.trained_frames == 5
+    longer = Trainer(config(tmp_path / "c", data, init=str(tmp_path / "b" / "run" / "final"), frames=9, steps=1),
+                     progress=False)
+    assert longer.pipe.transformer.config.trained_frames == 9
+    assert longer.pipe.transformer.rope.trained_latent_frames == 3
+
+
 def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_path, data):
     from multitalk.random_pipeline import random_pipeline
     from multitalk.synthetic import load_scene_record

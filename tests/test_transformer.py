@@ -289,3 +289,25 @@ def test_a_widened_model_computes_the_same_until_it_learns_the_reference(tmp_pat
         assert model.config.in_channels == 52
     model.save_pretrained(tmp_path / "m")
     assert MultiTalkTransformer3DModel.from_pretrained(tmp_path / "m").takes_reference
+
+
+def test_clips_longer_than_the_training_ones_have_time_squeezed_into_its_span(tmp_path):
+    model = MultiTalkTransformer3DModel.from_preset("tiny", trained_frames=9)  # 3 latent frames: positions 0..2
+    rope, channels = model.rope, model.config.in_channels
+    short, long = torch.zeros(1, channels, 3, H, W), torch.zeros(1, channels, 7, H, W)
+    squeezed_short, squeezed_long = rope(short), rope(long)
+    model.set_trained_frames(None)
+    plain_short, plain_long = rope(short), rope(long)
+    tokens, t_dim = H * W // 4, rope.t_dim
+    for squeezed, plain, plain_wide in zip(squeezed_long, plain_short, plain_long):  # cos, then sin
+        grid, trained = squeezed.view(7, tokens, -1), plain.view(3, tokens, -1)
+        # 7 latent frames at 0, 1/3, ..., 2: the ends and the middle land on trained positions 0, 2 and 1
+        torch.testing.assert_close(grid[[0, 3, 6]], trained[[0, 1, 2]])
+        assert not torch.allclose(grid[1], trained[1])
+        assert torch.equal(grid[..., t_dim:], plain_wide.view(7, tokens, -1)[..., t_dim:])  # height, width: Wan's
+    assert all(torch.equal(a, b) for a, b in zip(squeezed_short, plain_short))  # no longer than trained: as Wan
+    model.set_trained_frames(9)
+    model.save_pretrained(tmp_path / "m")
+    assert MultiTalkTransformer3DModel.from_pretrained(tmp_path / "m").rope.trained_latent_frames == 3
+    with pytest.raises(ValueError, match="4k\\+1"):
+        model.set_trained_frames(10)

@@ -1,7 +1,9 @@
 """The MultiTalk video transformer: diffusers' Wan2.1 I2V DiT plus audio layers.
 
 Everything of the base model comes from diffusers (patch embedding, 3-D RoPE, condition
-embedder, attention, FFN, output head); what is added here is what MultiTalk adds:
+embedder, attention, FFN, output head); what is added here is what MultiTalk adds, plus one
+thing of ours (the RoPE's time axis squeezed for clips longer than the training ones, off for
+the official weights: ``time_rope.py``):
 
 * per block, ``norm_x`` and an audio cross-attention after the text/image cross-attention;
 * a self-attention processor that also reports how much each video token attends to each
@@ -40,6 +42,7 @@ from .audio_adapter import AudioAdapter
 from .audio_attention import BINDING_MODES, AudioCrossAttention
 from .lrope import LabelLayout, assign_labels, audio_labels, masks_to_tokens, reference_attention_map, rotate_pairs
 from .presets import PRESETS
+from .time_rope import TimeSqueezedRotaryPosEmbed
 
 
 def is_audio_key(key: str) -> bool:
@@ -239,6 +242,7 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
         label_spacing: float = 20.0,
         binding: str = "lrope",
         reference_head_chunks: int = 2,
+        trained_frames: int | None = None,
     ) -> None:
         if binding not in BINDING_MODES:
             raise ValueError(f"unknown binding {binding!r}; choose one of {BINDING_MODES}")
@@ -266,6 +270,8 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
             pos_embed_seq_len=pos_embed_seq_len,
         )
         self.register_to_config(num_layers=num_layers, added_kv_proj_dim=added_kv_proj_dim)
+        self.rope = TimeSqueezedRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len)
+        self.set_trained_frames(trained_frames)
         inner_dim = num_attention_heads * attention_head_dim
         self.blocks = nn.ModuleList(
             [
@@ -328,6 +334,15 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
             wider.bias.copy_(old.bias)
         self.patch_embedding = wider
         self.register_to_config(in_channels=old.in_channels + extra)
+
+    def set_trained_frames(self, frames: int | None) -> None:
+        """The longest clip (video frames) these weights were trained on: longer clips get their temporal
+        positions squeezed into its span (``time_rope.py``). None keeps Wan's positions at any length, as the
+        official weights (trained on 81-frame clips and sampled at 81) expect."""
+        if frames is not None and (frames < 1 or (frames - 1) % self.config.vae_scale):
+            raise ValueError(f"trained_frames must be of the form {self.config.vae_scale}k+1, got {frames}")
+        self.rope.trained_latent_frames = None if frames is None else (frames - 1) // self.config.vae_scale + 1
+        self.register_to_config(trained_frames=frames)
 
     @property
     def label_layout(self) -> LabelLayout:

@@ -260,6 +260,10 @@ class Trainer(TrainingLoop):
         super().__init__(config, progress)
         self.pipe = self._initial_pipeline()
         model = self.pipe.transformer
+        if not Path(config.init).is_dir() or model.config.trained_frames is not None:
+            # a model started here knows the longest clips it was trained on, so that sampling longer
+            # ones can squeeze time into that span (models/time_rope.py); others keep Wan's positions
+            model.set_trained_frames(max(model.config.trained_frames or 0, config.frames))
         if config.reference_latents:
             model.add_reference_input()
         model.train()

@@ -68,7 +68,8 @@ def describe_sampling(args: argparse.Namespace) -> str:
     """The sampling settings a table was made with, for its header."""
     return (f"clips of {args.frames} frames ({args.motion_frames} carried over), {args.steps} steps, guidance text "
             f"{args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
-            f"{', colours matched' * args.color_match}, time squeezed into {args.trained_frames or 'no'} frames")
+            f"{', colours matched' * args.color_match}, "
+            + (f"time squeezed into {args.trained_frames} frames" if args.trained_frames else "time not squeezed"))
 
 
 def generate(pipe, sample, tracks, args, prompt: str | None = None):

@@ -25,12 +25,14 @@ from typing import Any
 import torch
 from accelerate import init_empty_weights
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers, convert_wan_vae_to_diffusers
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .errors import CheckpointError
 from .models.transformer import MultiTalkTransformer3DModel, is_audio_key
 
 AUDIO_WEIGHTS = "multitalk.safetensors"
+AUDIO_WEIGHT_FILES = (AUDIO_WEIGHTS, "infinitetalk.safetensors")  # the same 330 keys
 OUR_CLASS = "MultiTalkTransformer3DModel"
 
 # Official config field -> our config field (the official WanModel/MultiTalk config names).
@@ -62,64 +64,145 @@ def load_transformer(
     path: str | Path,
     config: dict[str, Any] | None = None,
     torch_dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    audio_weights: str | Path | None = None,
 ) -> MultiTalkTransformer3DModel:
     """Load a MultiTalk transformer from any supported layout (see the module docstring).
 
     ``config`` may use the official field names (``dim``, ``num_heads``, ``in_dim``, ...) or
     ours; it overrides what the folder's ``config.json`` says and what the weights imply.
+    ``audio_weights``: the audio-layer file (``multitalk.safetensors`` or ``infinitetalk.safetensors``)
+    when it is not in the folder or the folder holds several. Tensors are streamed one by one
+    from the memory-mapped files, cast and put on ``device``: the model is never in memory twice.
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; pass a model folder, a .safetensors file or an index .json")
     root = path if path.is_dir() else path.parent
     if path.is_dir() and (path / "transformer").is_dir():  # diffusers pipeline folder
-        return _load_with_audio(path / "transformer", [path], config, torch_dtype)
+        return _load_with_audio(path / "transformer", [path], config, torch_dtype, device, audio_weights)
     folder_config = _read_json(root / "config.json")
     if path.is_dir() and folder_config.get("_class_name") == OUR_CLASS:
         # Our own save_pretrained folder: same strict key check as every other layout.
         if config:
             raise CheckpointError(f"{path} is a multitalk folder with its own config.json; do not pass config")
         settings = {k: v for k, v in folder_config.items() if not k.startswith("_")}
-        return build_and_load(translate_config(settings), _read_weights(_weight_files(path)), torch_dtype)
-    return _load_with_audio(path, [root.parent] if root.name == "transformer" else [], config, torch_dtype)
+        sources = _sources(_weight_files(path))
+        return build_and_load(translate_config(settings), sources, torch_dtype, device)
+    extra = [root.parent] if root.name == "transformer" else []
+    return _load_with_audio(path, extra, config, torch_dtype, device, audio_weights)
 
 
-def _load_with_audio(path: Path, extra_audio_dirs: list[Path], config, torch_dtype) -> MultiTalkTransformer3DModel:
+def _load_with_audio(path: Path, extra_audio_dirs: list[Path], config, torch_dtype, device,
+                     audio_weights=None) -> MultiTalkTransformer3DModel:
     root = path if path.is_dir() else path.parent
-    files = _weight_files(path)
-    for folder in [root, *extra_audio_dirs]:
-        candidate = folder / AUDIO_WEIGHTS
-        if candidate.exists() and candidate not in files:
-            files.append(candidate)
-    state = _read_weights(files)
-    audio = {k: v for k, v in state.items() if is_audio_key(k)}
-    base = {k: v for k, v in state.items() if not is_audio_key(k)}
-    if not audio:
-        raise CheckpointError(f"no MultiTalk audio weights under {root}; put {AUDIO_WEIGHTS} next to the Wan weights")
+    sources = _sources(_weight_files(path, skip_audio=audio_weights is not None))
+    if audio_weights is not None:
+        audio_file = Path(audio_weights)
+        if not audio_file.is_file():
+            raise CheckpointError(f"audio weights {audio_file} not found; pass multitalk.safetensors or "
+                                  "infinitetalk.safetensors")
+        sources = {k: v for k, v in sources.items() if not is_audio_key(k)}
+        given = _sources([audio_file])
+        if not given or not all(is_audio_key(k) for k in given):
+            raise CheckpointError(f"{audio_file} does not hold MultiTalk audio weights "
+                                  "(blocks.N.audio_cross_attn.*, blocks.N.norm_x.*, audio_proj.*)")
+        sources.update(given)
+    elif not any(is_audio_key(k) for k in sources):
+        found = [folder / name for folder in [root, *extra_audio_dirs] for name in AUDIO_WEIGHT_FILES
+                 if (folder / name).is_file()]
+        if len(found) > 1:
+            raise CheckpointError(f"{root} holds several audio-weight files ({', '.join(f.name for f in found)}); "
+                                  "choose one with --multitalk-weights FILE")
+        if found:
+            sources.update(_sources(found))
+    if not any(is_audio_key(k) for k in sources):
+        raise CheckpointError(f"no MultiTalk audio weights under {root}; put {AUDIO_WEIGHTS} next to the Wan weights "
+                              "or pass --multitalk-weights FILE")
+    base = [k for k in sources if not is_audio_key(k)]
     if "blocks.0.self_attn.q.weight" in base or any(k.startswith("model.diffusion_model.") for k in base):
-        base = convert_wan_transformer_to_diffusers(base)
+        # diffusers' converter only renames: run it on the names and stream the tensors afterwards
+        renamed = convert_wan_transformer_to_diffusers({k: k for k in base})
+        sources = {**{new: sources[old] for new, old in renamed.items()},
+                   **{k: v for k, v in sources.items() if is_audio_key(k)}}
     elif "blocks.0.attn1.to_q.weight" not in base:
         raise CheckpointError(
             f"{root} holds neither Wan original-layout nor diffusers-layout transformer keys "
             "(expected blocks.0.self_attn.q.weight or blocks.0.attn1.to_q.weight)"
         )
-    state = {**base, **audio}
 
-    settings = infer_config(state)
+    settings = infer_config({k: src.meta() for k, src in sources.items()})
     settings.update(translate_config(_read_json(root / "config.json")))
     settings.update(translate_config(config or {}))
-    return build_and_load(settings, state, torch_dtype)
+    return build_and_load(settings, sources, torch_dtype, device)
 
 
-def build_and_load(settings: dict[str, Any], state: dict[str, torch.Tensor], torch_dtype=None):
-    """Instantiate without allocating random weights, then take the tensors as they are."""
+def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, device: str | torch.device = "cpu"):
+    """Instantiate on the meta device, then put each tensor in place, cast on the way.
+
+    ``state`` maps our key names to tensors or to :class:`TensorSource` (read only when placed).
+    """
+    from accelerate.utils import set_module_tensor_to_device
+
     with init_empty_weights(include_buffers=False):
         model = MultiTalkTransformer3DModel(**settings)
-    check_keys(model.state_dict(), state, "checkpoint does not match the model config")
-    if torch_dtype is not None:
-        state = cast_state(state, torch_dtype, model._keep_in_fp32_modules)
-    model.load_state_dict(state, strict=True, assign=True)
+    shapes = {k: (v.meta() if isinstance(v, TensorSource) else v) for k, v in state.items()}
+    check_keys(model.state_dict(), shapes, "checkpoint does not match the model config")
+    keep = set(model._keep_in_fp32_modules or [])
+    handles: dict[Path, Any] = {}  # one file open at a time
+    order = sorted(state, key=lambda k: str(state[k].file) if isinstance(state[k], TensorSource) else "")
+    for key in order:
+        value = state[key]
+        if isinstance(value, TensorSource):
+            if value.file not in handles:
+                for handle in handles.values():
+                    handle.__exit__(None, None, None)
+                handles = {value.file: safe_open(str(value.file), framework="pt", device="cpu").__enter__()}
+            tensor = handles[value.file].get_tensor(value.key)
+        else:
+            tensor = value
+        dtype = None
+        if tensor.is_floating_point():
+            dtype = torch.float32 if keep & set(key.split(".")) else (torch_dtype or tensor.dtype)
+        set_module_tensor_to_device(model, key, device, value=tensor, dtype=dtype)
+        del tensor
+    for handle in handles.values():
+        handle.__exit__(None, None, None)
+    for name, buffer in list(model.named_buffers()):  # buffers computed at init (none are saved)
+        if buffer.device != torch.device(device):
+            module_name, _, leaf = name.rpartition(".")
+            model.get_submodule(module_name)._buffers[leaf] = buffer.to(device)
     return model.eval()
+
+
+class TensorSource:
+    """One tensor of a safetensors file, read when needed (the file is memory-mapped)."""
+
+    def __init__(self, file: Path, key: str, shape: tuple[int, ...], dtype: torch.dtype):
+        self.file, self.key, self.shape, self.dtype = file, key, shape, dtype
+
+    def meta(self) -> torch.Tensor:
+        return torch.empty(self.shape, dtype=self.dtype, device="meta")
+
+
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
+                      "F8_E5M2": torch.float8_e5m2}
+
+
+def _sources(files: list[Path]) -> dict[str, TensorSource]:
+    """Every key of ``files`` -> where to read it (later files win), without reading any tensor."""
+    out: dict[str, TensorSource] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as handle:
+                for key in handle.keys():
+                    piece = handle.get_slice(key)
+                    out[key] = TensorSource(file, key, tuple(piece.get_shape()), SAFETENSORS_DTYPES[piece.get_dtype()])
+        except Exception as exc:  # OSError, or safetensors' own SafetensorError for a corrupt header
+            raise CheckpointError(f"{file} is not a readable safetensors file: {exc}") from None
+    return out
 
 
 def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype, keep_fp32: list[str] | None = None):
@@ -238,41 +321,42 @@ def _our_fields() -> set[str]:
     return set(inspect.signature(MultiTalkTransformer3DModel.__init__).parameters) - {"self"}
 
 
-def _weight_files(path: Path) -> list[Path]:
+def _weight_files(path: Path, skip_audio: bool = False) -> list[Path]:
+    """The safetensors files of a model: an index's files, else every ``.safetensors`` in the folder.
+
+    ``skip_audio``: the audio weights come from elsewhere, so an index entry naming an absent
+    audio-weight file is not an error."""
     if path.is_file():
         if path.suffix == ".json":
-            return _files_from_index(path)
+            return _files_from_index(path, skip_audio)
         if path.suffix == ".safetensors":
             return [path]
         raise CheckpointError(f"{path}: expected a .safetensors file, an index .json or a folder")
     indexes = sorted(path.glob("*.safetensors.index.json"))
     files: list[Path] = []
     for index in indexes:
-        files += [f for f in _files_from_index(index) if f not in files]
+        files += [f for f in _files_from_index(index, skip_audio) if f not in files]
     if not files:
-        files = sorted(p for p in path.glob("*.safetensors"))
+        files = sorted(p for p in path.glob("*.safetensors") if not (skip_audio and p.name in AUDIO_WEIGHT_FILES))
     if not files:
         raise CheckpointError(f"no .safetensors weights in {path}; is this a model folder?")
     return files
 
 
-def _read_weights(files: list[Path]) -> dict[str, torch.Tensor]:
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(load_file(str(file)))
-    return state
-
-
-def _files_from_index(index: Path) -> list[Path]:
+def _files_from_index(index: Path, skip_audio: bool = False) -> list[Path]:
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{index} is not a safetensors index (needs a weight_map): {exc}") from None
     files = []
     for name in dict.fromkeys(weight_map.values()):
         file = index.parent / name
         if not file.exists():
-            raise CheckpointError(f"{index} lists {name}, which is not in {index.parent}")
+            if skip_audio and all(is_audio_key(k) for k, v in weight_map.items() if v == name):
+                continue
+            hint = (" (the MultiTalk index maps the audio keys to it: copy or link it into the folder, or pass "
+                    "--multitalk-weights FILE)" if name in AUDIO_WEIGHT_FILES else "")
+            raise CheckpointError(f"{index} lists {name}, which is not in {index.parent}{hint}")
         files.append(file)
     return files
 
@@ -295,8 +379,9 @@ def _preview(items: list[str], limit: int = 8) -> str:
 def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype: torch.dtype | None = None):
     """The Wan 3-D VAE from ``Wan2.1_VAE.pth`` (original layout) or a diffusers folder.
 
-    ``config`` (``AutoencoderKLWan`` fields) is needed only for an original-layout file of a
-    non-default size; the default is the Wan2.1 VAE.
+    ``config`` (``AutoencoderKLWan`` fields) is needed only for an original-layout file whose
+    stage widths or block counts differ from Wan2.1's; the base and latent widths are read from
+    the file.
     """
     from diffusers import AutoencoderKLWan
 
@@ -317,8 +402,14 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype
         except Exception as exc:  # a pickle that is not a plain state dict, or a corrupt file
             raise CheckpointError(f"{path} is not a readable VAE state dict: {exc}") from None
     state = convert_wan_vae_to_diffusers(dict(original))
+    if config is None:  # the widths the file itself shows (the Wan2.1 VAE: 96 and 16)
+        try:
+            config = {"base_dim": state["encoder.conv_in.weight"].shape[0],
+                      "z_dim": state["post_quant_conv.weight"].shape[0]}
+        except KeyError as exc:
+            raise CheckpointError(f"{path} lacks {exc.args[0]}; is it Wan2.1_VAE.pth?") from None
     with init_empty_weights(include_buffers=False):
-        vae = AutoencoderKLWan(**(config or {}))
+        vae = AutoencoderKLWan(**config)
     check_keys(vae.state_dict(), state, f"{path} does not match the VAE config")
     if torch_dtype is not None:
         state = cast_state(state, torch_dtype, vae._keep_in_fp32_modules)
@@ -364,23 +455,33 @@ def shared_components(path: Path) -> dict:
             "tokenizer": AutoTokenizer.from_pretrained(minilm_path())}
 
 
-# Wan2.1's default negative prompt (its shared config's sample_neg_prompt), used when none is given.
-WAN_NEGATIVE_PROMPT = (
-    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，"
-    "整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，"
-    "画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
-    "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
-)
-ORIGINAL_TEXT_ENCODER = "models_t5_umt5-xxl-enc-bf16.pth"
+ORIGINAL_VAE = "Wan2.1_VAE.pth"
 
 
-def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, torch_dtype: torch.dtype | None = None):
-    """A ``MultiTalkPipeline`` from (a) our pipeline folder (``model_index.json`` of MultiTalkPipeline),
-    or (b) a diffusers-layout Wan2.1 I2V folder with ``multitalk.safetensors`` copied in, plus a
-    wav2vec2 folder (``audio_encoder``, e.g. chinese-wav2vec2-base).
+def is_original_layout(path: Path) -> bool:
+    """The Wan2.1 folder as the official README downloads it (no model_index.json, .pth encoders)."""
+    from .encoders.wan_original import T5_FILE
+
+    return (path / T5_FILE).is_file() or ((path / ORIGINAL_VAE).is_file()
+                                          and any(path.glob("diffusion_pytorch_model*.safetensors")))
+
+
+def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, torch_dtype: torch.dtype | None = None,
+                  multitalk_weights: str | Path | None = None, device: str | torch.device = "cpu"):
+    """A ``MultiTalkPipeline`` from any of:
+
+    (a) our pipeline folder (``model_index.json`` of MultiTalkPipeline, e.g. from ``multitalk convert``);
+    (b) the **original** Wan2.1-I2V folder as the official MultiTalk README lays it out: DiT shards +
+        index (the MultiTalk release's index also maps the audio keys to ``multitalk.safetensors``),
+        ``config.json``, ``Wan2.1_VAE.pth``, ``models_t5_umt5-xxl-enc-bf16.pth`` with ``google/umt5-xxl/``,
+        and ``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth``;
+    (c) a diffusers-layout Wan2.1 I2V folder with ``multitalk.safetensors`` copied in.
+
+    (b) and (c) also need the wav2vec2 folder (``audio_encoder``, e.g. chinese-wav2vec2-base);
+    ``multitalk_weights`` names the audio-layer file (``multitalk.safetensors`` or
+    ``infinitetalk.safetensors``) when it is not in the folder. Large weights are streamed straight
+    to ``device`` in ``torch_dtype``; the VAE and wav2vec2 stay in float32, as the official code keeps them.
     """
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
     from .pipeline import MultiTalkPipeline
 
     path = Path(path)
@@ -388,42 +489,72 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
         raise CheckpointError(f"model folder not found: {path}; pass a multitalk or Wan2.1 folder to --model")
     index = _read_json(path / "model_index.json")
     if index.get("_class_name") == PIPELINE_CLASS:
-        return MultiTalkPipeline.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
-    if index and (path / "transformer").is_dir():
-        if audio_encoder is None:
-            raise CheckpointError(f"{path} is a Wan2.1 base; also pass --audio-encoder DIR (chinese-wav2vec2-base)")
-        from transformers import (
-            AutoModel,
-            AutoTokenizer,
-            CLIPImageProcessor,
-            CLIPVisionModel,
-            UMT5EncoderModel,
-            Wav2Vec2FeatureExtractor,
-            Wav2Vec2Model,
-        )
+        if multitalk_weights is not None:
+            raise CheckpointError(f"{path} is a multitalk folder with its audio weights inside; "
+                                  "drop --multitalk-weights")
+        pipe = MultiTalkPipeline.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
+        return pipe.to(device) if str(device) != "cpu" else pipe
+    original = is_original_layout(path)
+    if not original and not (index and (path / "transformer").is_dir()):
+        raise CheckpointError(f"{path} is not a model folder (no model_index.json, no Wan2.1 weights); pass a "
+                              "multitalk pipeline folder, the original Wan2.1-I2V folder or its Diffusers layout")
+    if audio_encoder is None:
+        raise CheckpointError(f"{path} is a Wan2.1 base; also pass --audio-encoder DIR (chinese-wav2vec2-base)")
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-        audio_encoder = Path(audio_encoder)
-        if not (audio_encoder / "config.json").is_file():
-            raise CheckpointError(f"{audio_encoder} is not a wav2vec2 folder (no config.json)")
-        text_class = UMT5EncoderModel if _read_json(path / "text_encoder" / "config.json").get("model_type") in (
-            "umt5", "t5", "mt5") else AutoModel
-        has_image = (path / "image_encoder").is_dir()
-        return MultiTalkPipeline(
-            vae=load_vae(path, torch_dtype=torch_dtype),
-            transformer=load_transformer(path, torch_dtype=torch_dtype),
-            text_encoder=text_class.from_pretrained(path / "text_encoder", torch_dtype=torch_dtype),
-            tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
-            audio_encoder=Wav2Vec2Model.from_pretrained(audio_encoder),
-            feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),
-            scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0),
-            image_encoder=CLIPVisionModel.from_pretrained(path / "image_encoder", torch_dtype=torch_dtype)
-            if has_image else None,
-            image_processor=CLIPImageProcessor.from_pretrained(path / "image_processor") if has_image else None,
-            negative_prompt=WAN_NEGATIVE_PROMPT,
-        )
-    if (path / ORIGINAL_TEXT_ENCODER).is_file():
-        raise CheckpointError(
-            f"{path} is the original Wan layout, whose umT5 and CLIP .pth files multitalk cannot read yet; "
-            "use the Diffusers layout (Wan2.1-I2V-14B-480P-Diffusers) with multitalk.safetensors copied in")
-    raise CheckpointError(f"{path} is not a model folder (no model_index.json); pass a multitalk pipeline folder "
-                          "or a diffusers Wan2.1 I2V folder with multitalk.safetensors")
+    audio_encoder = Path(audio_encoder)
+    if not (audio_encoder / "config.json").is_file():
+        raise CheckpointError(f"{audio_encoder} is not a wav2vec2 folder (no config.json)")
+    wav2vec = Wav2Vec2Model.from_pretrained(audio_encoder).to(device).eval()
+    # the audio adapter's input width is the wav2vec2 model's layers x channels
+    audio_shape = {"audio_layers": wav2vec.config.num_hidden_layers, "audio_channels": wav2vec.config.hidden_size}
+    common = dict(audio_encoder=wav2vec, feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),
+                  scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0))
+    transformer = _audio_checked(path, audio_shape, torch_dtype, device, multitalk_weights)
+    if original:
+        return MultiTalkPipeline(vae=load_vae(path / ORIGINAL_VAE).to(device), transformer=transformer,
+                                 **_original_encoders(path, torch_dtype, device), **common)
+    from transformers import AutoModel, AutoTokenizer, CLIPImageProcessor, CLIPVisionModel, UMT5EncoderModel
+
+    text_class = UMT5EncoderModel if _read_json(path / "text_encoder" / "config.json").get("model_type") in (
+        "umt5", "t5", "mt5") else AutoModel
+    has_image = (path / "image_encoder").is_dir()
+    return MultiTalkPipeline(
+        vae=load_vae(path).to(device),
+        transformer=transformer,
+        text_encoder=text_class.from_pretrained(path / "text_encoder", torch_dtype=torch_dtype).to(device),
+        tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
+        image_encoder=CLIPVisionModel.from_pretrained(path / "image_encoder", torch_dtype=torch_dtype).to(device)
+        if has_image else None,
+        image_processor=CLIPImageProcessor.from_pretrained(path / "image_processor") if has_image else None,
+        **common,
+    )
+
+
+def _audio_checked(path: Path, audio_shape: dict, torch_dtype, device, multitalk_weights):
+    try:
+        return load_transformer(path, config=audio_shape, torch_dtype=torch_dtype, device=device,
+                                audio_weights=multitalk_weights)
+    except CheckpointError as err:
+        if "audio_proj.proj1" in str(err):
+            raise CheckpointError(f"{err} — the audio weights do not fit the wav2vec2 model's "
+                                  f"{audio_shape['audio_layers']} layers x {audio_shape['audio_channels']} channels; "
+                                  "pass the audio encoder they were trained with") from None
+        raise
+
+
+def _original_encoders(path: Path, torch_dtype, device) -> dict:
+    """umT5 + tokenizer + CLIP of an original-layout Wan folder, converted to transformers models."""
+    from transformers import AutoTokenizer
+
+    from .encoders.wan_original import CLIP_FILE, T5_FILE, T5_TOKENIZER, load_clip_vision, load_umt5
+
+    if not (path / T5_TOKENIZER).is_dir():
+        raise CheckpointError(f"{path / T5_TOKENIZER} not found: the original Wan folder keeps the umT5 tokenizer "
+                              "there (download the whole Wan2.1-I2V repository)")
+    clip = path / CLIP_FILE
+    return dict(text_encoder=load_umt5(path / T5_FILE, torch_dtype, device),
+                tokenizer=AutoTokenizer.from_pretrained(path / T5_TOKENIZER),
+                image_encoder=load_clip_vision(clip, torch_dtype, device) if clip.is_file() else None,
+                image_processor=None)

@@ -161,23 +161,58 @@ def resolve_model(model: str | None) -> Path:
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
+def _size(text: str | None):
+    """``--size``: a size table (480, 720) whose bucket nearest the image's shape is taken, or WxH."""
+    if text is None:
+        return None
+    if text.lower() in ("480", "480p", "720", "720p", "multitalk-480", "multitalk-720"):
+        return text.lower()
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise MultiTalkInputError(f"--size wants 480, 720 or WxH (e.g. 832x480), got {text!r}")
+    return int(height), int(width)
+
+
+def _device_and_dtype(device: str | None, dtype: str | None) -> tuple[str, str]:
+    """CUDA when there is one; bfloat16 on a GPU, float32 on the CPU (bfloat16 is slow there)."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise MultiTalkInputError(f"unknown --device {device!r}; use cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise MultiTalkInputError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
+    if kind not in ("cpu", "cuda", "mps", "xpu"):
+        raise MultiTalkInputError(f"unsupported --device {device!r}; use cpu or cuda")
+    return device, dtype or ("float32" if kind == "cpu" else "bfloat16")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import warnings
 
     from .checkpoints import model_sampling
     from .media import read_audio, read_image
-    from .pipeline import check_request, check_settings, sampling_settings
+    from .pipeline import check_request, check_scales, check_settings, sampling_settings
 
     # 1. everything about the request, before any model work
     if args.output.suffix.lower() != ".mp4":
         raise MultiTalkInputError(f"output {args.output} must end in .mp4")
     request = read_request(args)
     model = resolve_model(args.model)
+    if args.multitalk_weights and not Path(args.multitalk_weights).is_file():
+        raise MultiTalkInputError(f"--multitalk-weights {args.multitalk_weights} not found; give multitalk.safetensors "
+                                  "or infinitetalk.safetensors")
+    size = _size(args.size)
+    device, dtype = _device_and_dtype(args.device, args.dtype)
     settings = sampling_settings(model_sampling(model) if args.audio_encoder is None else {},
                                  num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
                                  text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
-                                 shift=args.shift)
+                                 shift=args.shift, color_correction=args.color_correction)
     check_settings(settings["num_frames"], settings["steps"], args.mode, settings["motion_frames"], args.max_frames)
+    check_scales(settings)
     image = read_image(request["image"])
     voices = [read_audio(path) for path in request["audio"]]
     mask_image = read_image(args.mask_image) if args.mask_image else None
@@ -194,8 +229,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .errors import CheckpointError
     from .media import write_image, write_video
 
+    offload = args.offload and device != "cpu"
     try:
-        pipe = load_pipeline(model, args.audio_encoder, torch_dtype=getattr(torch, args.dtype))
+        pipe = load_pipeline(model, args.audio_encoder, torch_dtype=getattr(torch, dtype),
+                             multitalk_weights=args.multitalk_weights, device="cpu" if offload else device)
     except CheckpointError as err:
         raise MultiTalkInputError(str(err)) from None
     if args.attention_backend:
@@ -207,10 +244,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         from diffusers import FirstBlockCacheConfig
 
         pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=args.cache_threshold))
-    if args.offload and args.device != "cpu":
-        pipe.enable_model_cpu_offload(device=args.device)
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
     else:
-        pipe.to(args.device)
+        pipe.to(device)
 
     # 3. generate and write
     start = time.perf_counter()
@@ -222,7 +259,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = pipe(image, voices, request["prompt"], negative_prompt=args.negative_prompt,
                audio_type=request["audio_type"], bboxes=request["bboxes"], bbox_format=args.bbox_format,
                mask_image=mask_image, **settings, seed=args.seed, mode=args.mode, max_frames=args.max_frames,
-               apg=args.apg, color_match=args.color_match, work_dir=work_dir, resume=args.resume,
+               apg=args.apg, size=size, work_dir=work_dir, resume=args.resume,
                progress=not args.quiet)
     write_video(args.output, out.frames, out.fps, audio=out.audio)
     if not args.work_dir:
@@ -303,21 +340,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--audio", action="append", help="one voice per person, in person order (repeat)")
     gen.add_argument("--prompt", help="text prompt")
     gen.add_argument("--negative-prompt", help="negative prompt for text guidance (default: the model's own; "
-                                                 "Wan's default negative prompt for the official weights)")
+                                                 "MultiTalk's English default for the official weights)")
     gen.add_argument("--bbox", action="append", type=_bbox, help="a person's box a,b,c,d (repeat, person order)")
     gen.add_argument("--bbox-format", choices=["tlbr", "xyxy"], default="tlbr",
                      help="tlbr = [top, left, bottom, right] as the official code reads boxes (default); "
                           "xyxy = [left, top, right, bottom]")
     gen.add_argument("--mask-image", help="label image: 0 background, 1..N the people (instead of boxes)")
     gen.add_argument("--audio-type", choices=None, help="para (voices together) or add (one after another)")
-    gen.add_argument("--model", help="multitalk pipeline folder, or a diffusers Wan2.1 I2V folder with "
-                                     "multitalk.safetensors (default: the bundled demo model)")
-    gen.add_argument("--audio-encoder", help="wav2vec2 folder (needed with a Wan2.1 base folder)")
+    gen.add_argument("--model", help="multitalk pipeline folder, the original Wan2.1-I2V folder of the official "
+                                     "README, or its Diffusers layout (default: the bundled demo model)")
+    gen.add_argument("--audio-encoder", help="wav2vec2 folder (needed with a Wan2.1 folder: chinese-wav2vec2-base)")
+    gen.add_argument("--multitalk-weights", help="audio-layer weights (multitalk.safetensors or "
+                                                 "infinitetalk.safetensors) when not in the Wan folder")
+    gen.add_argument("--size", help="480 or 720 (the official size tables; the bucket nearest the image's shape) "
+                                    "or WxH (default: the model's table, 480 for the official weights)")
     gen.add_argument("--steps", type=int, help="sampling steps (default: the model's, else 40)")
     gen.add_argument("--text-guidance", type=float,
                      help="text guidance scale (default: the model's, else 5; 1 = 2 passes)")
     gen.add_argument("--audio-guidance", type=float, help="audio guidance scale (default: the model's, else 4)")
-    gen.add_argument("--shift", type=float, help="timestep shift (default: the model's, else 5; 3 suits 480p)")
+    gen.add_argument("--shift", type=float, help="timestep shift (default: the model's, else 7 at 480p, 11 at 720p)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--mode", default="streaming", help="clip (one clip) or streaming (as long as the audio)")
     gen.add_argument("--frames", type=int, help="frames per clip, 4k+1 (default: the model's, else 81)")
@@ -325,9 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="frames carried into the next clip (default: the model's, else 25)")
     gen.add_argument("--max-frames", type=int, default=1000, help="longest video in streaming mode (default 1000)")
     gen.add_argument("--apg", action="store_true", help="adaptive projected guidance (less colour drift)")
-    gen.add_argument("--color-match", action="store_true", help="match later clips' colours to the reference")
-    gen.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    gen.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    gen.add_argument("--color-correction", type=float, help="strength 0-1 of the Lab colour transfer to the "
+                                                            "reference on every clip (default: the model's, else 1)")
+    gen.add_argument("--device", help="torch device (default: cuda when there is a GPU, else cpu)")
+    gen.add_argument("--dtype", choices=list(DTYPES), help="weights' precision (default: bfloat16 on a GPU, "
+                                                           "float32 on the CPU)")
     gen.add_argument("--offload", action="store_true", help="keep models on the CPU until used (GPU only)")
     gen.add_argument("--cache", choices=["none", "first-block"], default="none", help="diffusers cache hook")
     gen.add_argument("--cache-threshold", type=float, default=0.05, help="first-block cache threshold")

@@ -26,22 +26,25 @@ from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscret
 from tqdm.auto import tqdm
 
 from .conditioning.audio import check_audio_type, combine_voices
-from .conditioning.people import (
-    BUCKETS_480P,
-    frames_to_uint8,
-    nearest_bucket,
-    person_masks,
-    resize_and_center_crop,
-    resize_and_center_crop_masks,
-)
+from .conditioning.people import bucket_table, frames_to_uint8, nearest_bucket, person_masks
 from .encoders.audio import SAMPLE_RATE, MelAudioEncoder, Wav2Vec2AudioEncoder
 from .encoders.image import CLIPImageEncoder
 from .encoders.text import TextEncoder
+from .encoders.wan_original import CLIP_MEAN, CLIP_STD, clip_pixels
 from .errors import MultiTalkInputError
-from .guidance import MomentumBuffer, match_colors, three_pass, three_pass_apg, two_pass
+from .guidance import MomentumBuffer, three_pass, three_pass_apg, two_pass
 from .media import atomic_output
 from .models.audio_adapter import frame_windows
 from .models.transformer import MultiTalkTransformer3DModel
+from .processing import Processing, clean_prompt, color_correct, resize_image, resize_masks, to_uint8
+
+# MultiTalk's own default negative prompt (its config's sample_neg_prompt; Wan's is in Chinese).
+MULTITALK_NEGATIVE_PROMPT = (
+    "bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly "
+    "drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy "
+    "background, three legs, many people in the background, walking backwards"
+)
 
 MODES = ("clip", "streaming")
 NUM_TRAIN_TIMESTEPS = 1000
@@ -81,20 +84,27 @@ class MultiTalkPipeline(DiffusionPipeline):
         feature_extractor=None,
         image_encoder=None,
         image_processor=None,
-        buckets: list | None = None,
+        buckets: list | str | None = None,
         fps: int = 25,
-        negative_prompt: str = "",
+        negative_prompt: str = MULTITALK_NEGATIVE_PROMPT,
         sampling: dict | None = None,
+        processing: dict | None = None,
     ):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
                               audio_encoder=audio_encoder, scheduler=scheduler, feature_extractor=feature_extractor,
                               image_encoder=image_encoder, image_processor=image_processor)
-        # negative_prompt: what an empty --negative-prompt means for this model (Wan: its own default)
+        # buckets: a size table's name (multitalk-480 / multitalk-720) or [height, width] pairs
+        # negative_prompt: what no --negative-prompt means for this model (MultiTalk: its English default)
         # sampling: the settings this model was made for (a small demo model wants short clips, few steps)
+        # processing: how pixels and prompts reach the model and frames come back (processing.py)
         check_sampling(sampling)
-        self.register_to_config(buckets=[list(b) for b in (buckets or BUCKETS_480P)], fps=fps,
-                                negative_prompt=negative_prompt, sampling=dict(sampling or {}))
+        buckets = buckets or "multitalk-480"
+        bucket_table(buckets)  # a bad table name fails here, not at the first request
+        self.processing = Processing.from_config(processing)
+        self.register_to_config(buckets=buckets if isinstance(buckets, str) else [list(b) for b in buckets], fps=fps,
+                                negative_prompt=negative_prompt, sampling=dict(sampling or {}),
+                                processing=self.processing.to_config())
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
         self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)
 
@@ -113,7 +123,10 @@ class MultiTalkPipeline(DiffusionPipeline):
 
     def encode_prompt(self, prompts: list[str]) -> list[torch.Tensor]:
         max_length = min(self.transformer.config.text_len, self.tokenizer.model_max_length)
-        return TextEncoder(self.text_encoder, self.tokenizer, max_length=max_length)(prompts)
+        if self.processing.clean_prompt:
+            prompts = [clean_prompt(p) for p in prompts]
+        return TextEncoder(self.text_encoder, self.tokenizer, max_length=max_length,
+                           pad_to_max=self.processing.pad_prompt)(prompts)
 
     def encode_audio(self, waveform: np.ndarray) -> torch.Tensor:
         """``[frames, layers, channels]`` at the video frame rate."""
@@ -125,8 +138,16 @@ class MultiTalkPipeline(DiffusionPipeline):
         """CLIP tokens of one ``[3, H, W]`` frame in [-1, 1], or None for models without the image branch."""
         if self.image_encoder is None:
             return None
-        pixels = frames_to_uint8(frame[:, None])[0]
-        return CLIPImageEncoder(self.image_encoder, self.image_processor)([pixels])
+        if self.processing.clip_input == "processor":
+            pixels = frames_to_uint8(frame[:, None])[0]
+            return CLIPImageEncoder(self.image_encoder, self.image_processor)([pixels])
+        processor = self.image_processor
+        mean = getattr(processor, "image_mean", None) or CLIP_MEAN
+        std = getattr(processor, "image_std", None) or CLIP_STD
+        pixels = clip_pixels(frame, self.image_encoder.config.image_size, mean, std)
+        model = self.image_encoder
+        pixels = pixels.to(model.device, model.dtype)
+        return model(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
 
     def _latent_stats(self, device, dtype):
         mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype).view(1, -1, 1, 1, 1)
@@ -134,15 +155,17 @@ class MultiTalkPipeline(DiffusionPipeline):
         return mean, std
 
     def vae_encode(self, video: torch.Tensor) -> torch.Tensor:
-        """``[1, 3, F, H, W]`` in [-1, 1] -> normalised latents (the distribution's mean, as the reference)."""
+        """``[1, 3, F, H, W]`` in [-1, 1] -> normalised latents (the distribution's mean, as the reference).
+
+        Normalised as Wan does it, ``(z - mean) * (1 / std)`` and back ``z / (1 / std) + mean``."""
         video = video.to(self.vae.device, self.vae.dtype)
         mean, std = self._latent_stats(video.device, video.dtype)
-        return (self.vae.encode(video).latent_dist.mode() - mean) / std
+        return (self.vae.encode(video).latent_dist.mode() - mean) * (1.0 / std)
 
     def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         latents = latents.to(self.vae.device, self.vae.dtype)
         mean, std = self._latent_stats(latents.device, latents.dtype)
-        return self.vae.decode(latents * std + mean).sample.float().clamp(-1, 1)
+        return self.vae.decode(latents / (1.0 / std) + mean).sample.float().clamp(-1, 1)
 
     def encode_condition(self, given_frames: torch.Tensor, num_frames: int,
                          reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,9 +215,10 @@ class MultiTalkPipeline(DiffusionPipeline):
         motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
         image_tokens = self.encode_image(cond_frames[:, -1])
 
-        self.scheduler.set_shift(shift)
-        self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / NUM_TRAIN_TIMESTEPS, steps), device=device)
-        sigmas = self.scheduler.sigmas
+        timesteps = shifted_timesteps(steps, shift)
+        self.scheduler.set_shift(1.0)  # the schedule arrives shifted
+        self.scheduler.set_timesteps(sigmas=(timesteps[:-1] / NUM_TRAIN_TIMESTEPS).numpy(), device=device)
+        sigmas = timesteps / NUM_TRAIN_TIMESTEPS
 
         def inject_motion(latents, sigma):
             if not is_first:  # the given frames at the current noise level
@@ -206,9 +230,9 @@ class MultiTalkPipeline(DiffusionPipeline):
         silent = torch.zeros_like(audio[:, :1])  # "no audio": one all-zero stream
         buffers = (MomentumBuffer(), MomentumBuffer()) if apg else None
         cache = getattr(self.transformer, "is_cache_enabled", False)
-        for i, t in enumerate(self.scheduler.timesteps):
+        for i, t in enumerate(timesteps[:-1].to(device)):
             args = (latents, condition, t, clip)
-            if text_guidance == 1:
+            if math.isclose(text_guidance, 1.0):  # the official test: 2 passes
                 cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache)
                 no_audio = self._predict(*args, silent, image_tokens, clip.text, "no_audio", cache)
                 velocity = two_pass(cond, no_audio, audio_guidance)
@@ -218,7 +242,7 @@ class MultiTalkPipeline(DiffusionPipeline):
                 uncond = self._predict(*args, silent, image_tokens, clip.negative, "uncond", cache)
                 velocity = (three_pass_apg(cond, no_text, uncond, text_guidance, audio_guidance, buffers) if apg
                             else three_pass(cond, no_text, uncond, text_guidance, audio_guidance))
-            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+            latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
             latents = inject_motion(latents, sigmas[i + 1])
             if progress is not None:
                 progress(i + 1, steps)
@@ -226,16 +250,28 @@ class MultiTalkPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ the request
 
+    def resolve_size(self, height: int, width: int, size=None) -> tuple[int, int]:
+        """The frame size for an image: ``size`` as ``(H, W)``, a size table's name (``480``, ``720``,
+        ``multitalk-480``...) whose nearest bucket is taken, or None for the model's own table."""
+        if size is None or isinstance(size, str):
+            size = nearest_bucket(height, width, size or self.config.buckets)
+        try:
+            size = (int(size[0]), int(size[1]))
+        except (TypeError, ValueError, IndexError):
+            raise MultiTalkInputError(f"size must be (height, width), 480, 720 or WxH, got {size!r}") from None
+        multiple = self.vae_scale_spatial * self.transformer.config.patch_size[1]
+        if min(size) < multiple or size[0] % multiple or size[1] % multiple:
+            raise MultiTalkInputError(f"size {size[1]}x{size[0]} must be a positive multiple of {multiple} on both "
+                                      "sides")
+        return size
+
     def prepare(self, image: np.ndarray, voices: list[np.ndarray], audio_type: str = "para", bboxes=None,
-                bbox_format: str = "tlbr", mask_image: np.ndarray | None = None, size: tuple[int, int] | None = None):
+                bbox_format: str = "tlbr", mask_image: np.ndarray | None = None, size=None):
         """Validate and bring inputs to the model's grid; cheap, so errors come before model work."""
         masks = check_request(image, voices, audio_type, bboxes, bbox_format, mask_image, self.config.fps)
-        size = tuple(size) if size else nearest_bucket(*image.shape[:2], self.config.buckets)
-        multiple = self.vae_scale_spatial * self.transformer.config.patch_size[1]
-        if size[0] % multiple or size[1] % multiple:
-            raise MultiTalkInputError(f"size {size[1]}x{size[0]} must be a multiple of {multiple} on both sides")
-        return (resize_and_center_crop(image, size), resize_and_center_crop_masks(masks, size),
-                combine_voices(voices, audio_type), size)
+        size = self.resolve_size(*image.shape[:2], size)
+        how = self.processing.resize
+        return resize_image(image, size, how), resize_masks(masks, size, how), combine_voices(voices, audio_type), size
 
     @torch.no_grad()
     def __call__(
@@ -259,8 +295,8 @@ class MultiTalkPipeline(DiffusionPipeline):
         max_frames: int = 1000,
         fit_clips: bool | None = None,
         apg: bool = False,
-        color_match: bool = False,
-        size: tuple[int, int] | None = None,
+        color_correction: float | None = None,
+        size: tuple[int, int] | str | None = None,
         work_dir: str | Path | None = None,
         resume: bool = False,
         callback: Callable[[int, int, int, int], None] | None = None,
@@ -268,22 +304,27 @@ class MultiTalkPipeline(DiffusionPipeline):
     ) -> MultiTalkOutput:
         """``image``: uint8 RGB; ``audio``: one 16 kHz mono waveform per person (any length).
 
-        ``negative_prompt=None`` takes the model's default (Wan's own for the official weights).
+        ``negative_prompt=None`` takes the model's default (MultiTalk's English one for the official weights).
+        ``size``: ``(height, width)``, a size table (``"480"``, ``"720"``) or None for the model's table.
+        ``color_correction``: strength in [0, 1] of the Lab colour transfer to the reference applied to
+        every decoded clip (the official default 1.0).
 
         ``callback(clip, clips, step, steps)`` is called after every step.
 
         Sampling settings left at None take the model's own (``config.sampling``), else
-        ``SAMPLING_DEFAULTS`` (the official 480p settings).
+        ``SAMPLING_DEFAULTS`` (the official settings; shift 7 at 480p, 11 at 720p).
         """
         chosen = sampling_settings(self.config.sampling, num_frames=num_frames, steps=steps,
                                    text_guidance=text_guidance, audio_guidance=audio_guidance, shift=shift,
-                                   motion_frames=motion_frames, fit_clips=fit_clips)
+                                   motion_frames=motion_frames, fit_clips=fit_clips, color_correction=color_correction)
         num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
-        text_guidance, audio_guidance, shift = chosen["text_guidance"], chosen["audio_guidance"], chosen["shift"]
-        fit_clips = chosen["fit_clips"]
+        text_guidance, audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
+        fit_clips, strength = chosen["fit_clips"], chosen["color_correction"]
         check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
+        check_scales(chosen)
         reference, masks, voices, (height, width) = self.prepare(image, audio, audio_type, bboxes, bbox_format,
                                                                   mask_image, size)
+        shift = chosen["shift"] if chosen["shift"] is not None else default_shift(height, width)
         device = self._execution_device
         feats = [self.encode_audio(v) for v in voices]  # P x [frames, L, C]
         audio_frames = feats[0].shape[0]
@@ -299,9 +340,11 @@ class MultiTalkPipeline(DiffusionPipeline):
         token_masks = torch.nn.functional.interpolate(masks[None], size=lat, mode="nearest").to(device)
         clip = _Clip(text[None].to(device), negative[None].to(device), token_masks, height, width)
 
-        # audio that runs out is extended with its own reversed tail, as the reference does
+        # audio that runs out is extended with its own reversed tail, as the reference does (it pads
+        # whenever its last clip reaches the end, with 3 frames to spare; a fitted last clip pads only
+        # when it runs past the end)
         needed = (clips - 1) * step_frames + lengths[-1]
-        if mode == "streaming" and needed > audio_frames:
+        if mode == "streaming" and (needed > audio_frames if fit_clips else needed >= audio_frames):
             missing = needed - audio_frames + 3
             feats = [torch.cat([f, f[-missing:].flip(0)]) if missing <= f.shape[0] else
                      torch.cat([f, f[-1:].expand(missing, *f.shape[1:])]) for f in feats]
@@ -313,7 +356,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         generator = torch.Generator().manual_seed(seed)
         store = _WorkDir(work_dir, _fingerprint(image, voices, prompt, negative_prompt, masks, _plain(
             num_frames, steps, text_guidance, audio_guidance, shift, seed, mode, motion_frames, max_frames, apg,
-            color_match, height, width, fit_clips))) if work_dir else None
+            strength, height, width, fit_clips, self.processing.to_config()))) if work_dir else None
         pieces, first_clip, cond = [], 0, reference[:, None]  # cond: [3, n, H, W]
         if store and resume and store.exists():
             pieces, cond, generator_state = store.load()
@@ -336,9 +379,9 @@ class MultiTalkPipeline(DiffusionPipeline):
                 video = self.generate_clip(cond.to(device), windows, clip, length, steps, text_guidance,
                                            audio_guidance, shift, generator, k == 0, apg, on_step,
                                            reference_latents).cpu()
-                if color_match and k > 0:
-                    video = match_colors(video, reference)
-                pieces.append(frames_to_uint8(video if k == 0 else video[:, motion_frames:]))
+                # the whole clip, the first included, before its last frames condition the next one
+                video = color_correct(video, reference, strength)
+                pieces.append(to_uint8(video if k == 0 else video[:, motion_frames:], self.processing.to_uint8))
                 cond = video[:, -motion_frames:]
                 if store:
                     store.save(pieces, cond, generator.get_state())
@@ -348,6 +391,22 @@ class MultiTalkPipeline(DiffusionPipeline):
         mix = np.sum(voices, axis=0).astype(np.float32)
         return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps,
                                steps_run=(clips - first_clip) * steps)
+
+
+HD_AREA = 600_000  # between the 480p buckets (~410k pixels) and the 720p ones (~920k)
+
+
+def default_shift(height: int, width: int) -> float:
+    """The official default timestep shift: 7 at 480p, 11 at 720p."""
+    return 11.0 if height * width >= HD_AREA else 7.0
+
+
+def shifted_timesteps(steps: int, shift: float, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
+    """The official schedule, ``steps + 1`` values ending in 0: ``linspace(1000, 1, steps)`` in float32,
+    then ``shift·s / (1 + (shift − 1)·s)`` on ``s = t / 1000``, in float32 as the official code computes it."""
+    t = torch.from_numpy(np.append(np.linspace(num_train_timesteps, 1, steps, dtype=np.float32), np.float32(0)))
+    s = t / num_train_timesteps
+    return shift * s / (1 + (shift - 1) * s) * num_train_timesteps
 
 
 def condition_mask(num_frames: int, given: int, grid: tuple[int, int], vae_scale: int = 4) -> torch.Tensor:
@@ -376,8 +435,9 @@ def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str =
     return person_masks(len(voices), *image.shape[:2], bboxes, bbox_format, mask_image)
 
 
+# The official settings. shift None: by resolution (default_shift). color_correction: Lab strength.
 SAMPLING_DEFAULTS = {"num_frames": 81, "motion_frames": 25, "steps": 40, "text_guidance": 5.0, "audio_guidance": 4.0,
-                     "shift": 5.0, "fit_clips": False}
+                     "shift": None, "fit_clips": False, "color_correction": 1.0}
 
 
 def clip_lengths(wanted: int, num_frames: int, motion_frames: int, fit: bool = False, vae_scale: int = 4) -> list[int]:
@@ -423,6 +483,21 @@ def check_settings(num_frames: int, steps: int, mode: str, motion_frames: int, m
         raise MultiTalkInputError(f"motion frames must lie in 1..{num_frames - 1}, got {motion_frames}")
     if max_frames < 1:
         raise MultiTalkInputError(f"max frames must be positive, got {max_frames}")
+
+
+def check_scales(settings: dict) -> None:
+    """Guidance scales, shift and colour-correction strength: finite, and where they must be, positive."""
+    for name in ("text_guidance", "audio_guidance", "shift", "color_correction"):
+        value = settings.get(name)
+        if value is not None and not math.isfinite(value):
+            raise MultiTalkInputError(f"{name.replace('_', ' ')} must be a finite number, got {value}")
+    if settings.get("shift") is not None and settings["shift"] <= 0:
+        raise MultiTalkInputError(f"shift must be positive (the official 7 at 480p, 11 at 720p), "
+                                  f"got {settings['shift']}")
+    strength = settings.get("color_correction")
+    if strength is not None and not 0.0 <= strength <= 1.0:
+        raise MultiTalkInputError(f"colour correction must lie in 0..1 (1 = the official full correction), got "
+                                  f"{strength}")
 
 
 def _plain(*values) -> list:

@@ -17,8 +17,10 @@ from .pipeline import MultiTalkPipeline
 
 
 def random_pipeline(preset: str = "tiny", seed: int = 0, buckets: list | None = None,
-                    vae_base_dim: int = 8, text_encoder: str = "random", vae: str | None = None) -> MultiTalkPipeline:
-    """``text_encoder="minilm"`` uses the pretrained MiniLM (384 wide: the ``small`` preset's text width)."""
+                    vae_base_dim: int = 8, text_encoder: str = "random", vae: str | None = None,
+                    processing: dict | None = None, sampling: dict | None = None) -> MultiTalkPipeline:
+    """``text_encoder="minilm"`` uses the pretrained MiniLM (384 wide: the ``small`` preset's text width).
+    ``processing``/``sampling``: stored with the pipeline (default: the official choices)."""
     from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(seed)
@@ -38,4 +40,5 @@ def random_pipeline(preset: str = "tiny", seed: int = 0, buckets: list | None = 
     audio_encoder = MelAudioEncoder(layers=config.audio_layers, channels=config.audio_channels)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0)
     return MultiTalkPipeline(vae, transformer, text_model, tokenizer, audio_encoder, scheduler,
-                             buckets=buckets or [[64, 64], [64, 96], [96, 64]])
+                             buckets=buckets or [[64, 64], [64, 96], [96, 64]], processing=processing,
+                             sampling=sampling)

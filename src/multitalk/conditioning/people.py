@@ -16,17 +16,43 @@ import torch.nn.functional as F
 
 from ..errors import MultiTalkInputError
 
-# The official 480p buckets (height / width ratio -> (height, width)).
+# The official 480p buckets' sizes (height, width).
 BUCKETS_480P = [(320, 1216), (384, 1024), (448, 896), (512, 768), (576, 704), (640, 640), (704, 576), (768, 512),
                 (832, 448), (896, 448), (960, 384), (1088, 384), (1152, 320), (1216, 320), (1280, 320)]
 BBOX_FORMATS = ("tlbr", "xyxy")
 DEFAULT_MARGIN = 0.05  # the official face_scale
 
+# The official size tables, ``--size 480`` and ``--size 720``: (ratio key, (height, width)). The bucket is
+# chosen by the distance of the image's height/width to the *key* (rounded), not to the bucket's own ratio.
+BUCKET_TABLES = {
+    "multitalk-480": [
+        (0.26, (320, 1216)), (0.38, (384, 1024)), (0.50, (448, 896)), (0.67, (512, 768)), (0.82, (576, 704)),
+        (1.00, (640, 640)), (1.22, (704, 576)), (1.50, (768, 512)), (1.86, (832, 448)), (2.00, (896, 448)),
+        (2.50, (960, 384)), (2.83, (1088, 384)), (3.60, (1152, 320)), (3.80, (1216, 320)), (4.00, (1280, 320))],
+    "multitalk-720": [
+        (0.22, (448, 2048)), (0.29, (512, 1792)), (0.36, (576, 1600)), (0.45, (640, 1408)), (0.55, (704, 1280)),
+        (0.63, (768, 1216)), (0.76, (832, 1088)), (0.88, (896, 1024)), (1.00, (960, 960)), (1.14, (1024, 896)),
+        (1.31, (1088, 832)), (1.50, (1152, 768)), (1.58, (1216, 768)), (1.82, (1280, 704)), (1.91, (1344, 704)),
+        (2.20, (1408, 640)), (2.30, (1472, 640)), (2.67, (1536, 576)), (2.89, (1664, 576)), (3.62, (1856, 512)),
+        (3.75, (1920, 512))],
+}
+SIZE_NAMES = {"480": "multitalk-480", "480p": "multitalk-480", "720": "multitalk-720", "720p": "multitalk-720"}
 
-def nearest_bucket(height: int, width: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
-    """The bucket whose height/width ratio is closest to the image's (the official rule)."""
+
+def bucket_table(buckets) -> list[tuple[float, tuple[int, int]]]:
+    """A table name (``multitalk-480``, ``720``...) or a list of ``[height, width]`` -> (ratio, size) pairs."""
+    if isinstance(buckets, str):
+        name = SIZE_NAMES.get(buckets, buckets)
+        if name not in BUCKET_TABLES:
+            raise MultiTalkInputError(f"unknown size table {buckets!r}; use 480, 720 or an explicit WxH size")
+        return BUCKET_TABLES[name]
+    return [(b[0] / b[1], (int(b[0]), int(b[1]))) for b in buckets]
+
+
+def nearest_bucket(height: int, width: int, buckets) -> tuple[int, int]:
+    """The bucket whose ratio is closest to the image's height/width (the official rule; the first on a tie)."""
     ratio = height / width
-    return min((tuple(b) for b in buckets), key=lambda b: abs(b[0] / b[1] - ratio))
+    return min(bucket_table(buckets), key=lambda entry: abs(entry[0] - ratio))[1]
 
 
 def _resize_crop_geometry(height: int, width: int, target: tuple[int, int]) -> tuple[tuple[int, int], int, int]:

@@ -26,10 +26,15 @@ def minilm_path() -> Path:
 
 
 class TextEncoder:
-    def __init__(self, model, tokenizer, max_length: int = 512):
+    """``pad_to_max``: the encoder sees all ``max_length`` positions with an attention mask, as
+    Wan's umT5 wrapper does (its output is then cut to each prompt's length); otherwise the batch
+    is padded to its longest prompt."""
+
+    def __init__(self, model, tokenizer, max_length: int = 512, pad_to_max: bool = False):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.pad_to_max = pad_to_max
         self.dim = model.config.d_model if hasattr(model.config, "d_model") else model.config.hidden_size
 
     @classmethod
@@ -48,7 +53,8 @@ class TextEncoder:
     @torch.no_grad()
     def __call__(self, prompts: list[str]) -> list[torch.Tensor]:
         batch = self.tokenizer(
-            list(prompts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(prompts), padding="max_length" if self.pad_to_max else True, truncation=True,
+            max_length=self.max_length, return_tensors="pt"
         )
         device = next(self.model.parameters()).device
         hidden = self.model(

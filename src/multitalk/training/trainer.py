@@ -284,6 +284,7 @@ class Trainer(TrainingLoop):
 
     def _initial_pipeline(self):
         from ..checkpoints import load_pipeline
+        from ..processing import TRAINED_HERE
         from ..random_pipeline import random_pipeline
 
         if Path(self.config.init).is_dir():
@@ -293,8 +294,11 @@ class Trainer(TrainingLoop):
 
                 pipe.vae = AutoencoderKLWan.from_pretrained(self.config.vae)
             return pipe
+        # a model made here samples the way its training clips were made (processing.TRAINED_HERE), with no
+        # colour transfer: the official Lab correction is for the official weights
         return random_pipeline(self.config.init, seed=self.config.seed, text_encoder=self.config.text_encoder,
-                               buckets=[[self.config.size, self.config.size]], vae=self.config.vae)
+                               buckets=[[self.config.size, self.config.size]], vae=self.config.vae,
+                               processing=TRAINED_HERE.to_config(), sampling={"color_correction": 0.0})
 
     # ------------------------------------------------------------------ steps
 

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from accelerate import init_empty_weights
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers, convert_wan_vae_to_diffusers
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .errors import CheckpointError
@@ -149,16 +148,17 @@ def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, devi
     shapes = {k: (v.meta() if isinstance(v, TensorSource) else v) for k, v in state.items()}
     check_keys(model.state_dict(), shapes, "checkpoint does not match the model config")
     keep = set(model._keep_in_fp32_modules or [])
-    handles: dict[Path, Any] = {}  # one file open at a time
-    order = sorted(state, key=lambda k: str(state[k].file) if isinstance(state[k], TensorSource) else "")
+    handles: dict[Path, Any] = {}  # one file open at a time, read in file order
+    order = sorted(state, key=lambda k: (str(state[k].file), state[k].start) if isinstance(state[k], TensorSource)
+                   else ("", 0))
     for key in order:
         value = state[key]
         if isinstance(value, TensorSource):
             if value.file not in handles:
                 for handle in handles.values():
-                    handle.__exit__(None, None, None)
-                handles = {value.file: safe_open(str(value.file), framework="pt", device="cpu").__enter__()}
-            tensor = handles[value.file].get_tensor(value.key)
+                    handle.close()
+                handles = {value.file: open(value.file, "rb")}
+            tensor = value.read(handles[value.file])
         else:
             tensor = value
         dtype = None
@@ -167,7 +167,7 @@ def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, devi
         set_module_tensor_to_device(model, key, device, value=tensor, dtype=dtype)
         del tensor
     for handle in handles.values():
-        handle.__exit__(None, None, None)
+        handle.close()
     for name, buffer in list(model.named_buffers()):  # buffers computed at init (none are saved)
         if buffer.device != torch.device(device):
             module_name, _, leaf = name.rpartition(".")
@@ -176,13 +176,27 @@ def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, devi
 
 
 class TensorSource:
-    """One tensor of a safetensors file, read when needed (the file is memory-mapped)."""
+    """One tensor of a safetensors file, read when it is placed.
 
-    def __init__(self, file: Path, key: str, shape: tuple[int, ...], dtype: torch.dtype):
-        self.file, self.key, self.shape, self.dtype = file, key, shape, dtype
+    Read with plain file reads rather than through a memory map: a mapped 10 GB shard stays
+    resident in the loading process until the map is gone, so with mmap a 14B load would hold
+    every shard's pages besides the model itself; read tensor by tensor, the process holds the
+    loaded model plus one tensor."""
+
+    def __init__(self, file: Path, key: str, shape: tuple[int, ...], dtype: torch.dtype, start: int, end: int):
+        self.file, self.key, self.shape, self.dtype, self.start, self.end = file, key, shape, dtype, start, end
 
     def meta(self) -> torch.Tensor:
         return torch.empty(self.shape, dtype=self.dtype, device="meta")
+
+    def read(self, handle) -> torch.Tensor:
+        handle.seek(self.start)
+        buffer = bytearray(self.end - self.start)
+        if handle.readinto(buffer) != len(buffer):
+            raise CheckpointError(f"{self.file} ends inside tensor {self.key}; the download is incomplete")
+        if not buffer:
+            return torch.empty(self.shape, dtype=self.dtype)
+        return torch.frombuffer(buffer, dtype=self.dtype).reshape(self.shape)
 
 
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -192,16 +206,26 @@ SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.f
 
 
 def _sources(files: list[Path]) -> dict[str, TensorSource]:
-    """Every key of ``files`` -> where to read it (later files win), without reading any tensor."""
+    """Every key of ``files`` -> where to read it (later files win), from the files' headers only
+    (the safetensors format: an 8-byte little-endian header length, a JSON header of
+    ``{key: {dtype, shape, data_offsets}}``, then the data)."""
     out: dict[str, TensorSource] = {}
     for file in files:
         try:
-            with safe_open(str(file), framework="pt", device="cpu") as handle:
-                for key in handle.keys():
-                    piece = handle.get_slice(key)
-                    out[key] = TensorSource(file, key, tuple(piece.get_shape()), SAFETENSORS_DTYPES[piece.get_dtype()])
-        except Exception as exc:  # OSError, or safetensors' own SafetensorError for a corrupt header
-            raise CheckpointError(f"{file} is not a readable safetensors file: {exc}") from None
+            with open(file, "rb") as handle:
+                size = int.from_bytes(handle.read(8), "little")
+                if not 2 <= size <= 100_000_000:
+                    raise ValueError(f"header length {size}")
+                header = json.loads(handle.read(size))
+            base = 8 + size
+            for key, info in header.items():
+                if key == "__metadata__":
+                    continue
+                begin, end = info["data_offsets"]
+                out[key] = TensorSource(file, key, tuple(info["shape"]), SAFETENSORS_DTYPES[info["dtype"]],
+                                        base + begin, base + end)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{file} is not a readable safetensors file ({exc}); download it again") from None
     return out
 
 
@@ -506,7 +530,7 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
     audio_encoder = Path(audio_encoder)
     if not (audio_encoder / "config.json").is_file():
         raise CheckpointError(f"{audio_encoder} is not a wav2vec2 folder (no config.json)")
-    wav2vec = Wav2Vec2Model.from_pretrained(audio_encoder).to(device).eval()
+    wav2vec = Wav2Vec2Model.from_pretrained(audio_encoder, dtype=torch.float32).to(device).eval()
     # the audio adapter's input width is the wav2vec2 model's layers x channels
     audio_shape = {"audio_layers": wav2vec.config.num_hidden_layers, "audio_channels": wav2vec.config.hidden_size}
     common = dict(audio_encoder=wav2vec, feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),

@@ -275,6 +275,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """An original-layout (or Diffusers) Wan folder + audio weights -> one multitalk pipeline folder."""
+    import tempfile
+
+    import torch
+
+    from .checkpoints import load_pipeline
+    from .errors import CheckpointError
+
+    target = Path(args.output)
+    if target.exists():
+        raise MultiTalkInputError(f"{target} exists; give a new folder to write")
+    start = time.perf_counter()
+    try:
+        pipe = load_pipeline(args.model, args.audio_encoder, torch_dtype=getattr(torch, args.dtype),
+                             multitalk_weights=args.multitalk_weights)
+    except CheckpointError as err:
+        raise MultiTalkInputError(str(err)) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
+        staged = Path(tmp) / "model"
+        pipe.save_pretrained(staged)
+        staged.rename(target)  # complete or absent, never half-written
+    print(f"wrote {target} in {time.perf_counter() - start:.1f} s; use it with --model {target}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import load_config, trainer_for
 
@@ -381,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--resume", action="store_true", help="continue an interrupted run from its last clip")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=cmd_generate)
+
+    convert = commands.add_parser("convert", help="write the original Wan2.1 folder + audio weights as one "
+                                                  "multitalk folder (later loads are one call)")
+    convert.add_argument("model", help="the original (or Diffusers-layout) Wan2.1-I2V folder")
+    convert.add_argument("output", help="folder to write (must not exist)")
+    convert.add_argument("--audio-encoder", required=True, help="wav2vec2 folder (chinese-wav2vec2-base)")
+    convert.add_argument("--multitalk-weights", help="audio-layer weights when not in the Wan folder")
+    convert.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="weights' precision on disk "
+                                                                               "(default bfloat16)")
+    convert.set_defaults(run=cmd_convert)
 
     train = commands.add_parser("train", help="train a model from a YAML config (see configs/)")
     train.add_argument("config", help="training config (YAML)")

@@ -51,10 +51,12 @@ def original_shapes(blocks: int, s: dict) -> tuple[dict, dict]:
             "img_emb.proj.1.bias": (c,), "img_emb.proj.3.weight": (d, c), "img_emb.proj.3.bias": (d,),
             "img_emb.proj.4.weight": (d,), "img_emb.proj.4.bias": (d,)}
     a = s["audio_layers"] * s["audio_channels"]
-    audio = {"audio_proj.proj1.weight": (s["audio_inter"], s["window"] * a), "audio_proj.proj1.bias": (s["audio_inter"],),
+    audio = {"audio_proj.proj1.weight": (s["audio_inter"], s["window"] * a),
+             "audio_proj.proj1.bias": (s["audio_inter"],),
              "audio_proj.proj1_vf.weight": (s["audio_inter"], (s["window"] + 3) * a),
              "audio_proj.proj1_vf.bias": (s["audio_inter"],),
-             "audio_proj.proj2.weight": (s["audio_inter"], s["audio_inter"]), "audio_proj.proj2.bias": (s["audio_inter"],),
+             "audio_proj.proj2.weight": (s["audio_inter"], s["audio_inter"]),
+             "audio_proj.proj2.bias": (s["audio_inter"],),
              "audio_proj.proj3.weight": (s["context_tokens"] * s["audio_out"], s["audio_inter"]),
              "audio_proj.proj3.bias": (s["context_tokens"] * s["audio_out"],),
              "audio_proj.norm.weight": (s["audio_out"],), "audio_proj.norm.bias": (s["audio_out"],)}
@@ -143,8 +145,9 @@ def measure(folder: str, dtype: str, device: str, audio: dict) -> dict:
     done.set()
     thread.join()
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    return {"seconds": seconds, "model_bytes": size, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            * 1024, "peak_anon_bytes": peak_anon[0], "anon_before_bytes": before_anon,
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return {"seconds": seconds, "model_bytes": size, "peak_rss_bytes": peak_rss,
+            "peak_anon_bytes": peak_anon[0], "anon_before_bytes": before_anon,
             "gpu_peak_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0}
 
 
@@ -189,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     gib = 2 ** 30
     model = result["model_bytes"]
     print(f"| blocks | params | on disk | load dtype -> device | load s | model | peak RSS (incl. mapped file) | "
-          f"peak anon | anon above start | RSS / model | anon / model |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+          f"peak anon | anon above start | RSS / model | anon / model |\n"
+          f"|---|---|---|---|---|---|---|---|---|---|---|\n"
           f"| {blocks} of 40 (width {shapes['dim']}) | {params / 1e9:.2f} B | {disk / gib:.1f} GiB fp32 | "
           f"{args.dtype} -> {args.device} | {result['seconds']:.1f} | {model / gib:.2f} GiB | "
           f"{result['peak_rss_bytes'] / gib:.2f} GiB | {result['peak_anon_bytes'] / gib:.2f} GiB | "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multitalk.media import write_image, write_wav
+from multitalk.media import write_image, write_video, write_wav
 from multitalk.synthetic import make_sample, random_scene
 
 HERE = Path(__file__).parent
@@ -56,5 +56,22 @@ def main() -> None:
                    "cond_audio": {"person1": "examples/solo/person1.wav"}})
 
 
+def dub() -> None:
+    """InfiniteTalk's input: a video of two people (cond_video) to dub with new voices."""
+    source = make_sample(random_scene(14, 2, 3.0, "add", width=128, height=128, action=None))
+    voices = make_sample(random_scene(15, 2, 3.0, "para", width=128, height=128, action=None)).tracks
+    write_video(HERE / "dub" / "source.mp4", source.video, 25, audio=np.sum(source.tracks, axis=0))
+    for i, track in enumerate(voices):
+        write_wav(HERE / "dub" / f"person{i + 1}.wav", track)
+    write("dub", {
+        "prompt": source.scene.prompt,
+        "cond_video": "examples/dub/source.mp4",
+        "audio_type": "para",
+        "cond_audio": {"person1": "examples/dub/person1.wav", "person2": "examples/dub/person2.wav"},
+        "bbox": {f"person{i + 1}": box for i, box in enumerate(source.scene.bboxes())},
+    })
+
+
 if __name__ == "__main__":
     main()
+    dub()

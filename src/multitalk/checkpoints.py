@@ -108,8 +108,7 @@ def _load_with_audio(path: Path, extra_audio_dirs: list[Path], config, torch_dty
                                   "(blocks.N.audio_cross_attn.*, blocks.N.norm_x.*, audio_proj.*)")
         sources.update(given)
     elif not any(is_audio_key(k) for k in sources):
-        found = [folder / name for folder in [root, *extra_audio_dirs] for name in AUDIO_WEIGHT_FILES
-                 if (folder / name).is_file()]
+        found = [f for folder in [root, *extra_audio_dirs] for f in _audio_files(folder)]
         if len(found) > 1:
             raise CheckpointError(f"{root} holds several audio-weight files ({', '.join(f.name for f in found)}); "
                                   "choose one with --multitalk-weights FILE")
@@ -345,6 +344,34 @@ def _our_fields() -> set[str]:
     return set(inspect.signature(MultiTalkTransformer3DModel.__init__).parameters) - {"self"}
 
 
+def _audio_files(folder: Path) -> list[Path]:
+    """The audio-weight files lying in a folder: multitalk.safetensors, infinitetalk*.safetensors."""
+    return sorted(f for f in folder.glob("*.safetensors")
+                  if f.name == AUDIO_WEIGHTS or f.name.startswith("infinitetalk"))
+
+
+def audio_weights_file(path: str | Path, multitalk_weights: str | Path | None = None) -> Path | None:
+    """Which file the audio layers of a Wan folder come from (as ``load_transformer`` finds it)."""
+    if multitalk_weights is not None:
+        return Path(multitalk_weights)
+    path = Path(path)
+    folders = [path / "transformer", path] if (path / "transformer").is_dir() else [path]
+    for folder in folders:
+        for index in sorted(folder.glob("*.safetensors.index.json")):
+            weight_map = _read_json(index).get("weight_map") or {}
+            names = {v for k, v in weight_map.items() if is_audio_key(k)}
+            if names:
+                return folder / sorted(names)[0]
+    found = [f for folder in folders for f in _audio_files(folder)]
+    return found[0] if len(found) == 1 else None
+
+
+def variant_of(path: str | Path, multitalk_weights: str | Path | None = None) -> str:
+    """``infinitetalk`` when the audio weights' file says so (the two files' keys are identical)."""
+    file = audio_weights_file(path, multitalk_weights)
+    return "infinitetalk" if file is not None and file.name.lower().startswith("infinitetalk") else "multitalk"
+
+
 def _weight_files(path: Path, skip_audio: bool = False) -> list[Path]:
     """The safetensors files of a model: an index's files, else every ``.safetensors`` in the folder.
 
@@ -361,7 +388,8 @@ def _weight_files(path: Path, skip_audio: bool = False) -> list[Path]:
     for index in indexes:
         files += [f for f in _files_from_index(index, skip_audio) if f not in files]
     if not files:
-        files = sorted(p for p in path.glob("*.safetensors") if not (skip_audio and p.name in AUDIO_WEIGHT_FILES))
+        audio = set(_audio_files(path)) if skip_audio else set()
+        files = sorted(p for p in path.glob("*.safetensors") if p not in audio)
     if not files:
         raise CheckpointError(f"no .safetensors weights in {path}; is this a model folder?")
     return files
@@ -463,6 +491,14 @@ def model_sampling(path: str | Path) -> dict:
     return dict(index.get("sampling") or {}) if index.get("_class_name") == PIPELINE_CLASS else {}
 
 
+def model_variant(path: str | Path, multitalk_weights: str | Path | None = None) -> str:
+    """The variant a model folder stores, else what the audio weights' file name says."""
+    index = _read_json(Path(path) / "model_index.json")
+    if index.get("_class_name") == PIPELINE_CLASS:
+        return index.get("variant") or "multitalk"
+    return variant_of(path, multitalk_weights)
+
+
 def shared_components(path: Path) -> dict:
     """A slim folder (``shared.json``) names an installed text encoder instead of carrying its weights."""
     shared = _read_json(path / "shared.json").get("text_encoder")
@@ -491,7 +527,8 @@ def is_original_layout(path: Path) -> bool:
 
 
 def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, torch_dtype: torch.dtype | None = None,
-                  multitalk_weights: str | Path | None = None, device: str | torch.device = "cpu"):
+                  multitalk_weights: str | Path | None = None, device: str | torch.device = "cpu",
+                  variant: str | None = None):
     """A ``MultiTalkPipeline`` from any of:
 
     (a) our pipeline folder (``model_index.json`` of MultiTalkPipeline, e.g. from ``multitalk convert``);
@@ -503,8 +540,11 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
 
     (b) and (c) also need the wav2vec2 folder (``audio_encoder``, e.g. chinese-wav2vec2-base);
     ``multitalk_weights`` names the audio-layer file (``multitalk.safetensors`` or
-    ``infinitetalk.safetensors``) when it is not in the folder. Large weights are streamed straight
-    to ``device`` in ``torch_dtype``; the VAE and wav2vec2 stay in float32, as the official code keeps them.
+    ``infinitetalk.safetensors``) when it is not in the folder. ``variant`` (``multitalk`` or
+    ``infinitetalk``: the clip scheme and defaults) defaults to what a folder of ours stores, else to
+    ``infinitetalk`` when the audio weights' file is named ``infinitetalk*.safetensors``. Large weights
+    are streamed straight to ``device`` in ``torch_dtype``; the VAE and wav2vec2 stay in float32, as
+    the official code keeps them.
     """
     from .pipeline import MultiTalkPipeline
 
@@ -517,6 +557,8 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
             raise CheckpointError(f"{path} is a multitalk folder with its audio weights inside; "
                                   "drop --multitalk-weights")
         pipe = MultiTalkPipeline.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
+        if variant is not None:
+            pipe.set_variant(variant)
         return pipe.to(device) if str(device) != "cpu" else pipe
     original = is_original_layout(path)
     if not original and not (index and (path / "transformer").is_dir()):
@@ -533,8 +575,9 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
     wav2vec = Wav2Vec2Model.from_pretrained(audio_encoder, dtype=torch.float32).to(device).eval()
     # the audio adapter's input width is the wav2vec2 model's layers x channels
     audio_shape = {"audio_layers": wav2vec.config.num_hidden_layers, "audio_channels": wav2vec.config.hidden_size}
+    variant = variant or variant_of(path, multitalk_weights)
     common = dict(audio_encoder=wav2vec, feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),
-                  scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0))
+                  scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0), variant=variant)
     transformer = _audio_checked(path, audio_shape, torch_dtype, device, multitalk_weights)
     if original:
         return MultiTalkPipeline(vae=load_vae(path / ORIGINAL_VAE).to(device), transformer=transformer,

@@ -98,7 +98,7 @@ def read_request(args: argparse.Namespace) -> dict:
     """The request from an official-format input JSON and/or flags (flags win)."""
     from .conditioning.people import in_person_order
 
-    request: dict = {"prompt": None, "image": None, "audio": [], "bboxes": None, "audio_type": "para"}
+    request: dict = {"prompt": None, "image": None, "video": None, "audio": [], "bboxes": None, "audio_type": "para"}
     if args.input:
         source = Path(args.input)
         if not source.is_file():
@@ -119,6 +119,8 @@ def read_request(args: argparse.Namespace) -> dict:
         request["audio"] = [_resolve(str(path), base) for path in in_person_order(audio)]
         if data.get("cond_image"):
             request["image"] = _resolve(str(data["cond_image"]), base)
+        if data.get("cond_video"):  # InfiniteTalk's input: a video to dub, or an image
+            _set_reference(request, _resolve(str(data["cond_video"]), base))
         request["prompt"] = data.get("prompt")
         request["audio_type"] = data.get("audio_type", "para")
         if "bbox" in data:
@@ -127,7 +129,9 @@ def read_request(args: argparse.Namespace) -> dict:
                 raise MultiTalkInputError("bbox must map person1, person2, ... to [top, left, bottom, right]")
             request["bboxes"] = in_person_order(boxes)
     if args.image:
-        request["image"] = Path(args.image)
+        request["image"], request["video"] = Path(args.image), None
+    if args.video:
+        _set_reference(request, Path(args.video))
     if args.audio:
         request["audio"] = [Path(a) for a in args.audio]
     if args.prompt is not None:
@@ -136,13 +140,24 @@ def read_request(args: argparse.Namespace) -> dict:
         request["bboxes"] = args.bbox
     if args.audio_type:
         request["audio_type"] = args.audio_type
-    if request["image"] is None:
-        raise MultiTalkInputError("no reference image: give INPUT.json with cond_image, or --image")
+    if request["image"] is None and request["video"] is None:
+        raise MultiTalkInputError("no reference image: give INPUT.json with cond_image (or cond_video), or --image "
+                                  "(or --video)")
     if not request["audio"]:
         raise MultiTalkInputError("no audio: give INPUT.json with cond_audio, or --audio (once per person)")
     if not request["prompt"]:
         raise MultiTalkInputError("no prompt: give INPUT.json with prompt, or --prompt")
     return request
+
+
+def _set_reference(request: dict, path: Path) -> None:
+    """``cond_video`` / ``--video`` may name an image (image-to-video) or a video (dubbing)."""
+    from .media import IMAGE_SUFFIXES
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        request["image"], request["video"] = path, None
+    else:
+        request["image"], request["video"] = None, path
 
 
 def resolve_model(model: str | None) -> Path:
@@ -193,9 +208,9 @@ def _device_and_dtype(device: str | None, dtype: str | None) -> tuple[str, str]:
 def cmd_generate(args: argparse.Namespace) -> int:
     import warnings
 
-    from .checkpoints import model_sampling
-    from .media import read_audio, read_image
-    from .pipeline import check_request, check_scales, check_settings, sampling_settings
+    from .checkpoints import model_sampling, model_variant
+    from .media import read_audio, read_image, read_video_frames
+    from .pipeline import VARIANT_SAMPLING, check_request, check_scales, check_settings, sampling_settings
 
     # 1. everything about the request, before any model work
     if args.output.suffix.lower() != ".mp4":
@@ -207,13 +222,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                   "or infinitetalk.safetensors")
     size = _size(args.size)
     device, dtype = _device_and_dtype(args.device, args.dtype)
-    settings = sampling_settings(model_sampling(model) if args.audio_encoder is None else {},
+    variant = args.variant or model_variant(model, args.multitalk_weights)
+    settings = sampling_settings({**VARIANT_SAMPLING[variant],
+                                  **(model_sampling(model) if args.audio_encoder is None else {})},
                                  num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
                                  text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
                                  shift=args.shift, color_correction=args.color_correction)
     check_settings(settings["num_frames"], settings["steps"], args.mode, settings["motion_frames"], args.max_frames)
     check_scales(settings)
-    image = read_image(request["image"])
+    video = None
+    if request["video"] is not None:
+        # frame 0 for size, boxes and masks; InfiniteTalk also each clip's first frame
+        step = settings["num_frames"] - settings["motion_frames"]
+        video = read_video_frames(request["video"], keep=lambda j: j == 0 or (variant == "infinitetalk"
+                                                                             and j % step == 0))
+        image = video[0]
+    else:
+        image = read_image(request["image"])
     voices = [read_audio(path) for path in request["audio"]]
     mask_image = read_image(args.mask_image) if args.mask_image else None
     with warnings.catch_warnings(record=True) as caught:
@@ -232,7 +257,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     offload = args.offload and device != "cpu"
     try:
         pipe = load_pipeline(model, args.audio_encoder, torch_dtype=getattr(torch, dtype),
-                             multitalk_weights=args.multitalk_weights, device="cpu" if offload else device)
+                             multitalk_weights=args.multitalk_weights, device="cpu" if offload else device,
+                             variant=args.variant)
     except CheckpointError as err:
         raise MultiTalkInputError(str(err)) from None
     if args.attention_backend:
@@ -256,7 +282,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.resume and not (work_dir / "state.pt").is_file():
         print(f"multitalk generate: nothing to resume in {work_dir}; starting from the first clip", file=sys.stderr)
     warnings.filterwarnings("ignore", message="person boxes overlap")  # already reported above
-    out = pipe(image, voices, request["prompt"], negative_prompt=args.negative_prompt,
+    out = pipe(image if video is None else None, voices, request["prompt"], negative_prompt=args.negative_prompt,
+               video=video,
                audio_type=request["audio_type"], bboxes=request["bboxes"], bbox_format=args.bbox_format,
                mask_image=mask_image, **settings, seed=args.seed, mode=args.mode, max_frames=args.max_frames,
                apg=args.apg, size=size, work_dir=work_dir, resume=args.resume,
@@ -364,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("input", nargs="?", help="official MultiTalk input JSON (prompt, cond_image, cond_audio, ...)")
     gen.add_argument("-o", "--output", type=Path, default=Path("out.mp4"), help="mp4 to write (default out.mp4)")
     gen.add_argument("--image", help="reference image (instead of cond_image)")
+    gen.add_argument("--video", help="video to dub (instead of cond_video): the people in it follow the new voices")
     gen.add_argument("--audio", action="append", help="one voice per person, in person order (repeat)")
     gen.add_argument("--prompt", help="text prompt")
     gen.add_argument("--negative-prompt", help="negative prompt for text guidance (default: the model's own; "
@@ -379,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--audio-encoder", help="wav2vec2 folder (needed with a Wan2.1 folder: chinese-wav2vec2-base)")
     gen.add_argument("--multitalk-weights", help="audio-layer weights (multitalk.safetensors or "
                                                  "infinitetalk.safetensors) when not in the Wan folder")
+    gen.add_argument("--variant", choices=["multitalk", "infinitetalk"],
+                     help="the audio weights' clip scheme (default: the model's; infinitetalk when the audio "
+                          "weights' file is named infinitetalk*.safetensors)")
     gen.add_argument("--size", help="480 or 720 (the official size tables; the bucket nearest the image's shape) "
                                     "or WxH (default: the model's table, 480 for the official weights)")
     gen.add_argument("--steps", type=int, help="sampling steps (default: the model's, else 40)")

@@ -192,6 +192,72 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     return np.stack(frames), fps
 
 
+class FrameSequence:
+    """A video's frames at a fixed rate, holding only the frames asked for: a long video's frames do
+    not all fit in memory, and dubbing needs only one frame per clip. Indexable like an array
+    (``len``, ``seq[i]``, negative indices); ``indices`` lists the frames held."""
+
+    def __init__(self, frames: dict[int, np.ndarray], length: int, fps: float, source_fps: float):
+        self.frames, self.length, self.fps, self.source_fps = frames, length, fps, source_fps
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def indices(self) -> list[int]:
+        return sorted(self.frames)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        index = int(index) + (self.length if int(index) < 0 else 0)
+        if index not in self.frames:
+            raise IndexError(f"frame {index} was not kept (kept: {self.indices[:8]}...)")
+        return self.frames[index]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def read_video_frames(path: str | os.PathLike, fps: float = 25.0, keep=None) -> FrameSequence:
+    """The video resampled to ``fps`` by its timestamps: output frame j shows the source frame on
+    screen at time j/fps (frames repeated or dropped as the rates need). ``keep(j)`` says which
+    output frames to hold (default: all). Any codec PyAV decodes (H.264, VP9, AV1, ...)."""
+    import av
+
+    path = _require_file(path, "video")
+    held: dict[int, np.ndarray] = {}
+    count, source_fps = 0, fps
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MultiTalkInputError(f"no video track in {path}; give an mp4/webm/mov video or an image")
+            stream = container.streams.video[0]
+            source_fps = float(stream.average_rate or stream.guessed_rate or fps)
+            start, previous, last_time = None, None, 0.0
+            for index, frame in enumerate(container.decode(video=0)):
+                t = frame.time if frame.time is not None else index / source_fps
+                start = t if start is None else start
+                t -= start
+                if previous is not None:  # the previous frame is on screen until t
+                    while count / fps < t - 1e-9:
+                        if keep is None or keep(count):
+                            held[count] = previous.to_ndarray(format="rgb24")
+                        count += 1
+                previous, last_time = frame, t
+            if previous is not None:
+                end = last_time + 1.0 / source_fps
+                while count / fps < end - 1e-9:
+                    if keep is None or keep(count):
+                        held[count] = previous.to_ndarray(format="rgb24")
+                    count += 1
+    except MultiTalkInputError:
+        raise
+    except (av.error.FFmpegError, ValueError) as err:
+        raise MultiTalkInputError(f"cannot decode video {path} ({err}); give an mp4/webm/mov file") from None
+    if count == 0:
+        raise MultiTalkInputError(f"video {path} has no frames; give a video with at least one frame")
+    return FrameSequence(held, count, fps, source_fps)
+
+
 def probe(path: str | os.PathLike) -> dict:
     """Durations and codecs of a media file (what tests and the CLI summary need)."""
     import av

@@ -89,6 +89,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         negative_prompt: str = MULTITALK_NEGATIVE_PROMPT,
         sampling: dict | None = None,
         processing: dict | None = None,
+        variant: str = "multitalk",
     ):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
@@ -98,7 +99,9 @@ class MultiTalkPipeline(DiffusionPipeline):
         # negative_prompt: what no --negative-prompt means for this model (MultiTalk: its English default)
         # sampling: the settings this model was made for (a small demo model wants short clips, few steps)
         # processing: how pixels and prompts reach the model and frames come back (processing.py)
+        # variant: the clip scheme the audio weights were trained for (VARIANTS); the files cannot tell
         check_sampling(sampling)
+        self.set_variant(variant)
         buckets = buckets or "multitalk-480"
         bucket_table(buckets)  # a bad table name fails here, not at the first request
         self.processing = Processing.from_config(processing)
@@ -107,6 +110,13 @@ class MultiTalkPipeline(DiffusionPipeline):
                                 processing=self.processing.to_config())
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
         self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)
+
+    def set_variant(self, variant: str) -> None:
+        """``multitalk`` or ``infinitetalk``: which clip scheme and defaults the audio weights need."""
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
+        self.transformer.audio_proj.norm_in_float32 = variant == "infinitetalk"  # as InfiniteTalk runs it
+        self.register_to_config(variant=variant)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -200,10 +210,21 @@ class MultiTalkPipeline(DiffusionPipeline):
     def generate_clip(self, cond_frames: torch.Tensor, audio: torch.Tensor, clip: _Clip, num_frames: int, steps: int,
                       text_guidance: float, audio_guidance: float, shift: float, generator: torch.Generator,
                       is_first: bool, apg: bool = False, progress=None,
-                      reference: torch.Tensor | None = None) -> torch.Tensor:
+                      reference: torch.Tensor | None = None,
+                      reference_frame: torch.Tensor | None = None) -> torch.Tensor:
         """One clip: ``cond_frames`` ``[3, n, H, W]`` in [-1, 1] and windowed ``audio``
         ``[1, P, num_frames, window, L, C]`` -> decoded frames ``[3, num_frames, H, W]``.
-        ``reference``: see ``encode_condition``."""
+        ``reference``: see ``encode_condition``.
+
+        MultiTalk scheme (``reference_frame`` None): the ``cond_frames`` are the given frames (mask 1)
+        of the conditioning video and CLIP sees the last of them; their latents, re-noised to the
+        current level, are written over the first latent frames before every step.
+        InfiniteTalk scheme (``reference_frame`` ``[3, H, W]``): only that frame is given (mask on
+        frame 0) and CLIP sees it; the ``cond_frames`` (the previous clip's last frames, or the
+        reference itself in the first clip) are VAE-encoded on their own and written clean over the
+        first latent frames before every model call and after every step. The re-noised write of
+        the MultiTalk scheme still happens (and is overwritten) so the noise drawn stays the
+        official run's."""
         device = self._execution_device
         n_cond = cond_frames.shape[1]
         lat_t = (num_frames - 1) // self.vae_scale_temporal + 1
@@ -211,9 +232,16 @@ class MultiTalkPipeline(DiffusionPipeline):
         channels = self.transformer.config.out_channels
         noise = torch.randn(1, channels, lat_t, lat_h, lat_w, generator=generator).to(device)
 
-        condition, given = self.encode_condition(cond_frames, num_frames, reference)
-        motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
-        image_tokens = self.encode_image(cond_frames[:, -1])
+        clean = reference_frame is not None
+        if clean:
+            condition, _ = self.encode_condition(reference_frame[:, None], num_frames, reference)
+            motion_latents = self.vae_encode(cond_frames[None]).float()
+            image_tokens = self.encode_image(reference_frame)
+        else:
+            condition, given = self.encode_condition(cond_frames, num_frames, reference)
+            motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
+            image_tokens = self.encode_image(cond_frames[:, -1])
+        motion_latents = motion_latents.to(device)
 
         timesteps = shifted_timesteps(steps, shift)
         self.scheduler.set_shift(1.0)  # the schedule arrives shifted
@@ -224,9 +252,11 @@ class MultiTalkPipeline(DiffusionPipeline):
             if not is_first:  # the given frames at the current noise level
                 motion_noise = torch.randn(motion_latents.shape, generator=generator).to(device)
                 latents[:, :, : motion_latents.shape[2]] = (1 - sigma) * motion_latents + sigma * motion_noise
+            if clean:
+                latents[:, :, : motion_latents.shape[2]] = motion_latents
             return latents
 
-        latents = inject_motion(noise, sigmas[0])
+        latents = inject_motion(noise, sigmas[0])  # (clean: the same state the official loop starts each step from)
         silent = torch.zeros_like(audio[:, :1])  # "no audio": one all-zero stream
         buffers = (MomentumBuffer(), MomentumBuffer()) if apg else None
         cache = getattr(self.transformer, "is_cache_enabled", False)
@@ -276,9 +306,9 @@ class MultiTalkPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        image: np.ndarray,
-        audio: list[np.ndarray],
-        prompt: str,
+        image: np.ndarray | None = None,
+        audio: list[np.ndarray] | None = None,
+        prompt: str = "",
         negative_prompt: str | None = None,
         audio_type: str = "para",
         bboxes: list | None = None,
@@ -301,8 +331,14 @@ class MultiTalkPipeline(DiffusionPipeline):
         resume: bool = False,
         callback: Callable[[int, int, int, int], None] | None = None,
         progress: bool = True,
+        video=None,
     ) -> MultiTalkOutput:
         """``image``: uint8 RGB; ``audio``: one 16 kHz mono waveform per person (any length).
+
+        ``video`` (instead of ``image``, for dubbing): uint8 frames ``[F, H, W, 3]`` at 25 fps (or any
+        sequence of such frames with ``len``). The InfiniteTalk variant takes clip k's reference from
+        frame ``k·(num_frames − motion_frames)`` (the last frame past the end); size, boxes and masks
+        come from frame 0, which is all the MultiTalk variant uses.
 
         ``negative_prompt=None`` takes the model's default (MultiTalk's English one for the official weights).
         ``size``: ``(height, width)``, a size table (``"480"``, ``"720"``) or None for the model's table.
@@ -314,7 +350,19 @@ class MultiTalkPipeline(DiffusionPipeline):
         Sampling settings left at None take the model's own (``config.sampling``), else
         ``SAMPLING_DEFAULTS`` (the official settings; shift 7 at 480p, 11 at 720p).
         """
-        chosen = sampling_settings(self.config.sampling, num_frames=num_frames, steps=steps,
+        if (image is None) == (video is None):
+            raise MultiTalkInputError("give the reference as image= or as video= (for dubbing), one of them")
+        if video is not None:
+            if len(video) < 1:
+                raise MultiTalkInputError("the video has no frames; give a video with at least one frame")
+            image = np.asarray(video[0])
+        if not audio:
+            raise MultiTalkInputError("no audio: give one audio track per person")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise MultiTalkInputError("no prompt: give a text prompt describing the scene")
+        variant = self.config.get("variant", "multitalk")
+        chosen = sampling_settings({**VARIANT_SAMPLING[variant], **self.config.sampling}, num_frames=num_frames,
+                                   steps=steps,
                                    text_guidance=text_guidance, audio_guidance=audio_guidance, shift=shift,
                                    motion_frames=motion_frames, fit_clips=fit_clips, color_correction=color_correction)
         num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
@@ -354,9 +402,19 @@ class MultiTalkPipeline(DiffusionPipeline):
         if self.transformer.takes_reference:
             reference_latents = self.vae_encode(reference[None, :, None]).float()
         generator = torch.Generator().manual_seed(seed)
-        store = _WorkDir(work_dir, _fingerprint(image, voices, prompt, negative_prompt, masks, _plain(
+        infinitetalk = variant == "infinitetalk"
+        source = image[None] if video is None else video
+
+        def reference_of(k: int) -> torch.Tensor:
+            """Clip k's reference frame (InfiniteTalk): the source frame where the clip starts."""
+            if video is None or k == 0:
+                return reference
+            index = min(k * step_frames, len(video) - 1)
+            return resize_image(np.asarray(video[index]), (height, width), self.processing.resize)
+
+        store = _WorkDir(work_dir, _fingerprint(source, voices, prompt, negative_prompt, masks, _plain(
             num_frames, steps, text_guidance, audio_guidance, shift, seed, mode, motion_frames, max_frames, apg,
-            strength, height, width, fit_clips, self.processing.to_config()))) if work_dir else None
+            strength, height, width, fit_clips, self.processing.to_config(), variant))) if work_dir else None
         pieces, first_clip, cond = [], 0, reference[:, None]  # cond: [3, n, H, W]
         if store and resume and store.exists():
             pieces, cond, generator_state = store.load()
@@ -376,13 +434,15 @@ class MultiTalkPipeline(DiffusionPipeline):
                     if callback is not None:
                         callback(k, clips, step, total)
 
-                video = self.generate_clip(cond.to(device), windows, clip, length, steps, text_guidance,
-                                           audio_guidance, shift, generator, k == 0, apg, on_step,
-                                           reference_latents).cpu()
-                # the whole clip, the first included, before its last frames condition the next one
-                video = color_correct(video, reference, strength)
-                pieces.append(to_uint8(video if k == 0 else video[:, motion_frames:], self.processing.to_uint8))
-                cond = video[:, -motion_frames:]
+                frames_k = self.generate_clip(cond.to(device), windows, clip, length, steps, text_guidance,
+                                              audio_guidance, shift, generator, k == 0, apg, on_step,
+                                              reference_latents,
+                                              reference_of(k).to(device) if infinitetalk else None).cpu()
+                # the whole clip, the first included, before its last frames condition the next one;
+                # always against the first reference
+                frames_k = color_correct(frames_k, reference, strength)
+                pieces.append(to_uint8(frames_k if k == 0 else frames_k[:, motion_frames:], self.processing.to_uint8))
+                cond = frames_k[:, -motion_frames:]
                 if store:
                     store.save(pieces, cond, generator.get_state())
         finally:  # an interrupted run leaves a closed bar (its finished clips are on disk)
@@ -435,6 +495,9 @@ def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str =
     return person_masks(len(voices), *image.shape[:2], bboxes, bbox_format, mask_image)
 
 
+VARIANTS = ("multitalk", "infinitetalk")
+# What differs in a variant's official defaults (InfiniteTalk carries 9 frames into the next clip).
+VARIANT_SAMPLING = {"multitalk": {}, "infinitetalk": {"motion_frames": 9}}
 # The official settings. shift None: by resolution (default_shift). color_correction: Lab strength.
 SAMPLING_DEFAULTS = {"num_frames": 81, "motion_frames": 25, "steps": 40, "text_guidance": 5.0, "audio_guidance": 4.0,
                      "shift": None, "fit_clips": False, "color_correction": 1.0}
@@ -504,9 +567,12 @@ def _plain(*values) -> list:
     return [v if isinstance(v, (int, float, str, bool)) else str(v) for v in values]
 
 
-def _fingerprint(image, voices, prompt, negative, masks, settings) -> str:
+def _fingerprint(source, voices, prompt, negative, masks, settings) -> str:
+    """``source``: the image as ``[1, H, W, 3]``, a video array, or a frame sequence (its ``indices`` are hashed)."""
     digest = hashlib.sha256()
-    for array in (image, *voices, masks.numpy()):
+    frames = [source] if isinstance(source, np.ndarray) else [
+        np.asarray(source[i]) for i in getattr(source, "indices", range(len(source)))]
+    for array in (*frames, *voices, masks.numpy()):
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps([prompt, negative, settings]).encode())
     return digest.hexdigest()

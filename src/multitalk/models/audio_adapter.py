@@ -67,6 +67,7 @@ class AudioAdapter(nn.Module):
         self.proj2 = nn.Linear(intermediate_dim, intermediate_dim)
         self.proj3 = nn.Linear(intermediate_dim, context_tokens * output_dim)
         self.norm = nn.LayerNorm(output_dim) if norm_output else nn.Identity()
+        self.norm_in_float32 = False  # InfiniteTalk's way: the output norm computed in float32
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """``[B, frames, window, L, C]`` -> ``[B, latent_frames, context_tokens, output_dim]``."""
@@ -75,4 +76,7 @@ class AudioAdapter(nn.Module):
         later = torch.relu(self.proj1_vf(later.flatten(2)))  # B, k, inter
         hidden = torch.relu(self.proj2(torch.cat([first, later], dim=1)))  # B, T, inter
         tokens = self.proj3(hidden).unflatten(-1, (self.context_tokens, self.output_dim))
+        if self.norm_in_float32 and isinstance(self.norm, nn.LayerNorm):
+            return nn.functional.layer_norm(tokens.float(), self.norm.normalized_shape, self.norm.weight.float(),
+                                            self.norm.bias.float(), self.norm.eps).to(tokens.dtype)
         return self.norm(tokens)

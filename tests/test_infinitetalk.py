@@ -1,0 +1,178 @@
+"""InfiniteTalk: the variant switch, its clip scheme (checked on the transformer's inputs), video input."""
+
+import json
+import shutil
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from multitalk.checkpoints import load_pipeline, variant_of
+from multitalk.cli import main
+from multitalk.errors import MultiTalkInputError
+from multitalk.media import read_audio, read_video_frames, write_video, write_wav
+from multitalk.processing import resize_image_official
+from official_folder import write_original_folder, write_wav2vec2
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("it")
+    folder = root / "Wan2.1-I2V-14B-480P"
+    write_original_folder(folder)
+    # the InfiniteTalk download: the same 330 keys in infinitetalk.safetensors, the Wan index untouched
+    (folder / "multitalk.safetensors").rename(folder / "infinitetalk.safetensors")
+    index = json.loads((folder / "diffusion_pytorch_model.safetensors.index.json").read_text())
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if v != "multitalk.safetensors"}
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
+    write_wav2vec2(root / "w2v")
+    return folder, root / "w2v"
+
+
+@pytest.fixture(scope="module")
+def pipe(folders):
+    folder, w2v = folders
+    return load_pipeline(folder, audio_encoder=w2v, torch_dtype=torch.float32)
+
+
+def _inputs(frames=17, seed=0):
+    rng = np.random.default_rng(seed)
+    video = (rng.random((frames, 48, 48, 3)) * 255).astype(np.uint8)
+    voices = [(0.3 * np.sin(np.arange(frames * 640) / 16000 * 2 * np.pi * f)).astype(np.float32) for f in (200, 300)]
+    return video, voices
+
+
+def test_variant_comes_from_the_audio_file_name_or_the_keyword(folders, pipe):
+    folder, w2v = folders
+    assert variant_of(folder) == "infinitetalk" and pipe.config.variant == "infinitetalk"
+    assert pipe.transformer.audio_proj.norm_in_float32
+    as_multitalk = load_pipeline(folder, audio_encoder=w2v, variant="multitalk")
+    assert as_multitalk.config.variant == "multitalk" and not as_multitalk.transformer.audio_proj.norm_in_float32
+
+
+def test_infinitetalk_default_carries_9_frames(pipe):
+    video, voices = _inputs(21)
+    seen = []
+    real = pipe.generate_clip
+
+    def spy(cond, audio, clip, num_frames, *args, **kwargs):
+        seen.append(cond.shape[1])
+        return real(cond, audio, clip, num_frames, *args, **kwargs)
+
+    pipe.generate_clip = spy
+    try:  # 13-frame clips: 25 motion frames (MultiTalk's default) would not even fit
+        pipe(video=video, audio=voices, prompt="two people talk", num_frames=13, steps=1, mode="streaming",
+             progress=False)
+    finally:
+        del pipe.generate_clip
+    assert seen == [1, 9, 9]  # the reference alone, then the previous clip's last 9 frames
+
+
+def test_clip_scheme_on_the_transformer_inputs(pipe, monkeypatch):
+    """Mask on frame 0 only; y = VAE(clip k's reference = video frame k·step, + zeros); the motion
+    latents written clean before every call; the noise drawn as in the MultiTalk scheme."""
+    video, voices = _inputs(17)
+    calls, draws = [], []
+    real_forward = pipe.transformer.forward
+
+    def forward(*args, **kwargs):
+        calls.append(kwargs["hidden_states"].clone())
+        return real_forward(*args, **kwargs)
+
+    real_randn = torch.randn
+
+    def randn(*size, generator=None, **kwargs):
+        out = real_randn(*size, generator=generator, **kwargs)
+        if generator is not None:
+            draws.append(tuple(out.shape[-4:]))
+        return out
+
+    monkeypatch.setattr(pipe.transformer, "forward", forward)
+    monkeypatch.setattr(torch, "randn", randn)
+    steps, passes = 2, 3
+    pipe(video=video, audio=voices, prompt="two people talk", num_frames=9, motion_frames=5, steps=steps,
+         mode="streaming", size=(64, 64), color_correction=0.0, progress=False)
+    clips = 3  # 17 frames: 9 + 4 + 4
+    assert len(calls) == clips * steps * passes
+    latent, motion = (16, 3, 8, 8), (16, 2, 8, 8)
+    assert draws == [latent] + ([latent] + [motion] * (steps + 1)) * (clips - 1)
+    monkeypatch.setattr(torch, "randn", real_randn)
+    for k in range(clips):
+        first = calls[k * steps * passes]
+        mask, y = first[0, 16:20], first[0, 20:36]
+        assert torch.all(mask[:, 0] == 1) and torch.all(mask[:, 1:] == 0)
+        ref = resize_image_official(video[min(k * 4, 16)], (64, 64))
+        expected_y = pipe.encode_condition(ref[:, None], 9)[1][0]
+        torch.testing.assert_close(y, expected_y.to(y.dtype), rtol=1e-5, atol=1e-5)
+        n = 1 if k == 0 else 2
+        head = first[0, :16, :n]
+        for call in calls[k * steps * passes : (k + 1) * steps * passes]:
+            assert torch.equal(call[0, :16, :n], head)  # clean, the same at every call of the clip
+        if k == 0:
+            torch.testing.assert_close(head, pipe.vae_encode(ref[None, :, None])[0].float(), rtol=1e-5, atol=1e-5)
+
+
+def test_image_mode_uses_the_same_reference_every_clip(pipe):
+    video, voices = _inputs(17)
+    out = pipe(image=video[0], audio=voices, prompt="two people talk", num_frames=9, motion_frames=5, steps=1,
+               mode="streaming", size=(64, 64), progress=False)
+    assert out.frames.shape == (17, 64, 64, 3)
+
+
+def test_a_30_fps_video_is_resampled_by_its_timestamps(tmp_path):
+    frames = np.zeros((30, 32, 32, 3), np.uint8)
+    frames[:] = (np.arange(30) * 8).reshape(30, 1, 1, 1)
+    write_video(tmp_path / "v30.mp4", frames, fps=30)
+    seq = read_video_frames(tmp_path / "v30.mp4")
+    assert len(seq) == 25 and seq.source_fps == 30
+    got = [int(round(float(seq[j].mean()) / 8)) for j in range(25)]
+    assert got == [j * 30 // 25 for j in range(25)]  # the source frame on screen at j/25 s
+    sparse = read_video_frames(tmp_path / "v30.mp4", keep=lambda j: j % 10 == 0)
+    assert sparse.indices == [0, 10, 20] and len(sparse) == 25
+
+
+def test_a_video_voice_gives_its_sound(tmp_path):
+    tone = (0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 300)).astype(np.float32)
+    write_video(tmp_path / "talk.mp4", np.zeros((25, 32, 32, 3), np.uint8), audio=tone)
+    sound = read_audio(tmp_path / "talk.mp4")
+    assert abs(sound.size - 16000) < 2048 and np.abs(sound).max() > 0.1
+
+
+def _zero_frame_video(path):
+    import av
+
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        sound = container.add_stream("aac", rate=16000, layout="mono")
+        piece = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+        piece.sample_rate, piece.pts, piece.time_base = 16000, 0, Fraction(1, 16000)
+        for packet in sound.encode(piece):
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "audio only", "zero frames"])
+def test_bad_videos_are_one_line_errors_exit_2(kind, tmp_path, capsys):
+    path = tmp_path / "bad.mp4"
+    if kind == "corrupt":
+        path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    elif kind == "audio only":
+        write_wav(tmp_path / "a.wav", np.zeros(16000, np.float32))
+        shutil.copy(tmp_path / "a.wav", path)
+    else:
+        _zero_frame_video(path)
+    with pytest.raises(MultiTalkInputError):
+        read_video_frames(path)
+    write_wav(tmp_path / "v.wav", (0.1 * np.ones(16000)).astype(np.float32))
+    code = main(["generate", "--video", str(path), "--audio", str(tmp_path / "v.wav"), "--prompt", "p",
+                 "-o", str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "video" in err[0]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_dub_example_runs_with_the_bundled_model(tmp_path):
+    assert main(["generate", "examples/dub.json", "--variant", "infinitetalk", "--steps", "1", "--quiet",
+                 "-o", str(tmp_path / "dub.mp4")]) == 0
+    assert (tmp_path / "dub.mp4").stat().st_size > 0

@@ -99,7 +99,7 @@ def sample_part(work: Path, device: str) -> None:
     from multitalk.synthetic import make_sample, random_scene
 
     sample = make_sample(random_scene(3, 2, 2.0, "add", width=64, height=64, action=None))
-    args = dict(mode="clip", num_frames=49, steps=10, seed=0, size=(64, 64), progress=False)
+    args = dict(mode="clip", num_frames=49, num_inference_steps=10, size=(64, 64))
     folder = work / "small_pipeline"
     random_pipeline("small", seed=0).save_pretrained(folder)
     runs = {}
@@ -107,10 +107,13 @@ def sample_part(work: Path, device: str) -> None:
         if (where, dtype) in runs:
             continue
         pipe = load_pipeline(folder, torch_dtype=dtype).to(where)  # as `multitalk generate --dtype` loads it
-        pipe(sample.video[0], sample.tracks, "two people talk", **args)  # warm-up
+        pipe.set_progress_bar_config(disable=True)
+        pipe(sample.video[0], sample.tracks, "two people talk", **args,
+             generator=torch.Generator().manual_seed(0))  # warm-up
         sync(where)
         start = time.perf_counter()
-        out = pipe(sample.video[0], sample.tracks, "two people talk", **args)
+        out = pipe(sample.video[0], sample.tracks, "two people talk", **args,
+                   generator=torch.Generator().manual_seed(0))
         sync(where)
         runs[(where, dtype)] = (time.perf_counter() - start, out.frames.astype(np.float32))
     reference = runs[("cpu", torch.float32)][1]

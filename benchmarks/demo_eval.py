@@ -22,6 +22,7 @@ import re
 import time
 
 import numpy as np
+import torch
 
 from multitalk.checkpoints import default_model, load_pipeline
 from multitalk.evaluation import evaluate_sync
@@ -44,7 +45,8 @@ def sampling_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, kind in (("--steps", int), ("--frames", int), ("--motion-frames", int), ("--text-guidance", float),
                        ("--audio-guidance", float), ("--shift", float)):
         parser.add_argument(flag, type=kind, help="default: the model's own sampling settings")
-    parser.add_argument("--color-match", action="store_true", help="match each clip's colours to the image's")
+    parser.add_argument("--color-correction", type=float, default=0.0,
+                        help="Lab colour correction strength 0-1 against the image (default 0: off)")
     parser.add_argument("--apg", action="store_true", help="adaptive projected guidance")
     parser.add_argument("--trained-frames", type=int,
                         help="squeeze time in longer clips into this span; 0: Wan's positions (default: the model's)")
@@ -68,16 +70,17 @@ def describe_sampling(args: argparse.Namespace) -> str:
     """The sampling settings a table was made with, for its header."""
     return (f"clips of {args.frames} frames ({args.motion_frames} carried over), {args.steps} steps, guidance text "
             f"{args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
-            f"{', colours matched' * args.color_match}, "
+            f"{f', colour correction {args.color_correction:g}' * bool(args.color_correction)}, "
             + (f"time squeezed into {args.trained_frames} frames" if args.trained_frames else "time not squeezed"))
 
 
 def generate(pipe, sample, tracks, args, prompt: str | None = None):
     scene = sample.scene
     return pipe(sample.video[0], tracks, scene.prompt if prompt is None else prompt, bboxes=scene.bboxes(),
-                mode="streaming", num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
-                seed=args.seed, text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
-                shift=args.shift, color_match=args.color_match, apg=args.apg, progress=False).frames
+                mode="streaming", num_frames=args.frames, motion_frames=args.motion_frames,
+                num_inference_steps=args.steps, generator=torch.Generator().manual_seed(args.seed),
+                text_guidance=args.text_guidance, audio_guidance=args.audio_guidance, shift=args.shift,
+                color_correction=args.color_correction, apg=args.apg).frames
 
 
 def sync_rows(pipe, args) -> list[str]:
@@ -151,6 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     args.model = args.model or default_model()
     pipe = load_pipeline(args.model)
+    pipe.set_progress_bar_config(disable=True)
     resolve_sampling(pipe, args)
     args.size = args.size or pipe.config.buckets[0][0]
     start = time.perf_counter()

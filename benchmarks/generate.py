@@ -87,6 +87,7 @@ def sampling_table(steps: int) -> None:
     print("|---|---|---|---|")
     sample = make_sample(random_scene(7, 2, 1.0, "add", width=128, height=128, action=None))
     pipe = random_pipeline("small", buckets=[[128, 128]])
+    pipe.set_progress_bar_config(disable=True)
     for guidance, cache in [("3-pass", None), ("2-pass", None), ("3-pass", 0.05), ("3-pass", 0.2)]:
         if cache:
             pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=cache))
@@ -94,7 +95,7 @@ def sampling_table(steps: int) -> None:
         for _ in range(3):
             start = time.perf_counter()
             pipe(sample.video[0], sample.tracks, sample.scene.prompt, bboxes=sample.scene.bboxes(), mode="clip",
-                 num_frames=17, steps=steps, text_guidance=1.0 if guidance == "2-pass" else 5.0, progress=False)
+                 num_frames=17, num_inference_steps=steps, text_guidance=1.0 if guidance == "2-pass" else 5.0)
             times.append((time.perf_counter() - start) / steps)
         if cache:
             pipe.transformer.disable_cache()

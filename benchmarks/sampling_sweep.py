@@ -47,7 +47,7 @@ def main() -> None:
           "time |")
     print("|---|---|---|---|---|---|---|---|")
     for chosen in args.settings:
-        chosen.seed, chosen.color_match = args.seed, False
+        chosen.seed, chosen.color_correction = args.seed, 0.0
         start = time.perf_counter()
         reports = [evaluate_sync(generate(pipe, s, s.tracks, chosen), s.scene, s.openings) for s in samples]
         sync = [v for r in reports for v in r.lip_sync if v is not None]

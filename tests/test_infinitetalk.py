@@ -33,7 +33,9 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pipe(folders):
     folder, w2v = folders
-    return load_pipeline(folder, audio_encoder=w2v, torch_dtype=torch.float32)
+    pipe = load_pipeline(folder, audio_encoder=w2v, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def _inputs(frames=17, seed=0):
@@ -62,8 +64,8 @@ def test_infinitetalk_default_carries_9_frames(pipe):
 
     pipe.generate_clip = spy
     try:  # 13-frame clips: 25 motion frames (MultiTalk's default) would not even fit
-        pipe(video=video, audio=voices, prompt="two people talk", num_frames=13, steps=1, mode="streaming",
-             progress=False)
+        pipe(video=video, audio=voices, prompt="two people talk", num_frames=13, num_inference_steps=1,
+             mode="streaming")
     finally:
         del pipe.generate_clip
     assert seen == [1, 9, 9]  # the reference alone, then the previous clip's last 9 frames
@@ -91,8 +93,9 @@ def test_clip_scheme_on_the_transformer_inputs(pipe, monkeypatch):
     monkeypatch.setattr(pipe.transformer, "forward", forward)
     monkeypatch.setattr(torch, "randn", randn)
     steps, passes = 2, 3
-    pipe(video=video, audio=voices, prompt="two people talk", num_frames=9, motion_frames=5, steps=steps,
-         mode="streaming", size=(64, 64), color_correction=0.0, progress=False)
+    pipe(video=video, audio=voices, prompt="two people talk", num_frames=9, motion_frames=5,
+         num_inference_steps=steps,
+         mode="streaming", size=(64, 64), color_correction=0.0)
     clips = 3  # 17 frames: 9 + 4 + 4
     assert len(calls) == clips * steps * passes
     latent, motion = (16, 3, 8, 8), (16, 2, 8, 8)
@@ -115,8 +118,9 @@ def test_clip_scheme_on_the_transformer_inputs(pipe, monkeypatch):
 
 def test_image_mode_uses_the_same_reference_every_clip(pipe):
     video, voices = _inputs(17)
-    out = pipe(image=video[0], audio=voices, prompt="two people talk", num_frames=9, motion_frames=5, steps=1,
-               mode="streaming", size=(64, 64), progress=False)
+    out = pipe(image=video[0], audio=voices, prompt="two people talk", num_frames=9, motion_frames=5,
+               num_inference_steps=1,
+               mode="streaming", size=(64, 64))
     assert out.frames.shape == (17, 64, 64, 3)
 
 

@@ -21,7 +21,7 @@ from multitalk.processing import clean_prompt, color_correct, resize_image_offic
 from official_folder import write_original_folder, write_wav2vec2
 from reference_wan_encoders import WanCLIP, WanT5Encoder
 
-SMALL = dict(size=(64, 64), num_frames=5, steps=2, mode="clip", progress=False)
+SMALL = dict(size=(64, 64), num_frames=5, num_inference_steps=2, mode="clip")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,10 @@ def original(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pipe(original):
     root, _ = original
-    return load_pipeline(root / "Wan2.1-I2V-14B-480P", audio_encoder=root / "chinese-wav2vec2-base",
+    pipe = load_pipeline(root / "Wan2.1-I2V-14B-480P", audio_encoder=root / "chinese-wav2vec2-base",
                          torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -322,8 +324,9 @@ def test_noise_draw_order_and_timesteps_as_the_official_sampler(pipe, request_in
     monkeypatch.setattr(pipe.transformer, "forward", forward)
     steps = 2
     voices_long = [np.tile(v, 1)[: int(16000 * 9 / 25)] for v in voices]  # 9 frames: 5-frame clips, 1 motion
-    pipe(image, voices_long, "two people talk", size=(64, 64), num_frames=5, motion_frames=1, steps=steps,
-         mode="streaming", seed=7, progress=False)
+    pipe(image, voices_long, "two people talk", size=(64, 64), num_frames=5, motion_frames=1,
+         num_inference_steps=steps,
+         mode="streaming", generator=torch.Generator().manual_seed(7))
     latent = (16, 2, 8, 8)
     motion = (16, 1, 8, 8)
     clips = 2  # 9 frames = 5 + 4

@@ -26,12 +26,14 @@ from multitalk.random_pipeline import random_pipeline
 from multitalk.synthetic import make_sample, random_scene
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = dict(steps=2, num_frames=9, progress=False)
+FAST = dict(num_inference_steps=2, num_frames=9)
 
 
 @pytest.fixture(scope="module")
 def pipe():
-    return random_pipeline("tiny", seed=0)
+    pipe = random_pipeline("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +82,44 @@ def test_fit_clips_cuts_the_last_clip_to_the_audio(pipe, duet, monkeypatch):
 
 
 def test_same_seed_same_frames(pipe, duet):
-    a = pipe(duet.video[0], duet.tracks, "talk", seed=1, mode="clip", **FAST).frames
-    b = pipe(duet.video[0], duet.tracks, "talk", seed=1, mode="clip", **FAST).frames
-    c = pipe(duet.video[0], duet.tracks, "talk", seed=2, mode="clip", **FAST).frames
+    def run(seed):
+        return pipe(duet.video[0], duet.tracks, "talk", generator=torch.Generator().manual_seed(seed), mode="clip",
+                    **FAST).frames
+
+    a, b, c = run(1), run(1), run(2)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_old_keyword_names_still_work_with_one_warning_each(pipe, duet, recwarn):
+    """steps/seed/callback/progress: the names before diffusers' conventions, kept for one release."""
+    import multitalk.pipeline as pipeline_module
+
+    pipeline_module._WARNED.clear()
+    seen = []
+    old = pipe(duet.video[0], duet.tracks, "talk", mode="clip", steps=2, num_frames=9, seed=3, progress=False,
+               callback=lambda clip, clips, step, steps: seen.append((clip, clips, step, steps))).frames
+    pipe(duet.video[0], duet.tracks, "talk", mode="clip", steps=2, num_frames=9, seed=3, progress=False)
+    new = pipe(duet.video[0], duet.tracks, "talk", mode="clip", num_inference_steps=2, num_frames=9,
+               generator=torch.Generator().manual_seed(3)).frames
+    assert np.array_equal(old, new) and seen == [(0, 1, 1, 2), (0, 1, 2, 2)]
+    names = sorted(str(w.message).split("`")[1] for w in recwarn if issubclass(w.category, FutureWarning))
+    assert names == ["callback", "progress", "seed", "steps"]  # once each
+    with pytest.raises(TypeError, match="unexpected"):
+        pipe(duet.video[0], duet.tracks, "talk", stepz=2)
+
+
+def test_callback_on_step_end_sees_and_may_replace_the_latents(pipe, duet):
+    seen = []
+
+    def callback(p, step, t, kwargs):
+        seen.append((step, kwargs["clip"], tuple(kwargs["latents"].shape)))
+        return {"latents": kwargs["latents"] * 0} if step == FAST["num_inference_steps"] - 1 else {}
+
+    out = pipe(duet.video[0], duet.tracks, "talk", mode="clip", callback_on_step_end=callback, **FAST)
+    assert [s[:2] for s in seen] == [(0, 0), (1, 0)]
+    plain = pipe(duet.video[0], duet.tracks, "talk", mode="clip", **FAST)
+    assert not np.array_equal(out.frames, plain.frames)
+    assert isinstance(out, dict) and out["frames"] is out.frames  # a diffusers BaseOutput
 
 
 def test_guidance_formulas():
@@ -107,7 +143,7 @@ def test_passes_per_step_and_what_each_pass_sees(pipe, duet, monkeypatch, text_g
 
     monkeypatch.setattr(pipe.transformer, "forward", spy)
     pipe(duet.video[0], duet.tracks, "two people talk in a room", text_guidance=text_guidance, mode="clip", **FAST)
-    assert len(seen) == passes * FAST["steps"]
+    assert len(seen) == passes * FAST["num_inference_steps"]
     cond, *rest = seen[:passes]
     assert cond[0] == 2 and not cond[1]  # both voices
     assert rest[-1][0] == 1 and rest[-1][1]  # no audio: one all-zero stream
@@ -116,20 +152,23 @@ def test_passes_per_step_and_what_each_pass_sees(pipe, duet, monkeypatch, text_g
 
 
 def test_resume_after_a_killed_run_gives_identical_frames(pipe, duet, tmp_path):
-    args = dict(mode="streaming", motion_frames=3, seed=5, **FAST)
-    whole = pipe(duet.video[0], duet.tracks, "talk", **args).frames
+    def args():
+        return dict(mode="streaming", motion_frames=3, generator=torch.Generator().manual_seed(5), **FAST)
 
-    def kill(clip, clips, step, steps):
-        if clip == 3:
+    whole = pipe(duet.video[0], duet.tracks, "talk", **args()).frames
+
+    def kill(pipe, step, t, kwargs):
+        if kwargs["clip"] == 3:
             raise KeyboardInterrupt
+        return {}
 
     with pytest.raises(KeyboardInterrupt):
-        pipe(duet.video[0], duet.tracks, "talk", work_dir=tmp_path / "work", callback=kill, **args)
+        pipe(duet.video[0], duet.tracks, "talk", work_dir=tmp_path / "work", callback_on_step_end=kill, **args())
     assert len(list((tmp_path / "work").glob("clip_*.npy"))) == 3
-    resumed = pipe(duet.video[0], duet.tracks, "talk", work_dir=tmp_path / "work", resume=True, **args).frames
+    resumed = pipe(duet.video[0], duet.tracks, "talk", work_dir=tmp_path / "work", resume=True, **args()).frames
     assert np.array_equal(whole, resumed)
     with pytest.raises(ValueError, match="different request"):  # another prompt cannot reuse the clips
-        pipe(duet.video[0], duet.tracks, "other", work_dir=tmp_path / "work", resume=True, **args)
+        pipe(duet.video[0], duet.tracks, "other", work_dir=tmp_path / "work", resume=True, **args())
 
 
 def test_uint8_frames_to_model_range_and_back():
@@ -274,11 +313,11 @@ def test_no_negative_prompt_means_the_models_default(duet, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(pipe.transformer, "forward", spy)
-    pipe(duet.video[0], duet.tracks, "talk", mode="clip", steps=1, num_frames=9, progress=False)
+    pipe(duet.video[0], duet.tracks, "talk", mode="clip", num_inference_steps=1, num_frames=9)
     default = pipe.encode_prompt([pipe.config.negative_prompt])[0].shape[0]
     assert lengths[1] == default != lengths[0]  # the no-text pass got the default negative prompt
     lengths.clear()
-    pipe(duet.video[0], duet.tracks, "talk", negative_prompt="", mode="clip", steps=1, num_frames=9, progress=False)
+    pipe(duet.video[0], duet.tracks, "talk", negative_prompt="", mode="clip", num_inference_steps=1, num_frames=9)
     assert lengths[1] == pipe.encode_prompt([""])[0].shape[0]
 
 
@@ -288,8 +327,8 @@ def test_a_model_brings_its_own_sampling_settings(duet, tmp_path, monkeypatch, c
 
     pipe = random_pipeline("tiny", seed=0)
     pipe.register_to_config(sampling={"num_frames": 5, "steps": 1})
-    assert pipe(duet.video[0], duet.tracks, "talk", mode="clip", progress=False).frames.shape[0] == 5
-    assert pipe(duet.video[0], duet.tracks, "talk", mode="clip", num_frames=9, progress=False).steps_run == 1
+    assert pipe(duet.video[0], duet.tracks, "talk", mode="clip").frames.shape[0] == 5
+    assert pipe(duet.video[0], duet.tracks, "talk", mode="clip", num_frames=9).steps_run == 1
     folder = tmp_path / "model"
     pipe.save_pretrained(folder)
     assert model_sampling(folder) == {"num_frames": 5, "steps": 1}

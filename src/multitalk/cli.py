@@ -210,7 +210,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from .checkpoints import model_sampling, model_variant
     from .media import read_audio, read_image, read_video_frames
-    from .pipeline import VARIANT_SAMPLING, check_request, check_scales, check_settings, sampling_settings
+    from .pipeline import (
+        VARIANT_SAMPLING,
+        call_settings,
+        check_request,
+        check_scales,
+        check_settings,
+        sampling_settings,
+    )
 
     # 1. everything about the request, before any model work
     if args.output.suffix.lower() != ".mp4":
@@ -282,12 +289,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.resume and not (work_dir / "state.pt").is_file():
         print(f"multitalk generate: nothing to resume in {work_dir}; starting from the first clip", file=sys.stderr)
     warnings.filterwarnings("ignore", message="person boxes overlap")  # already reported above
+    pipe.set_progress_bar_config(disable=args.quiet)
     out = pipe(image if video is None else None, voices, request["prompt"], negative_prompt=args.negative_prompt,
                video=video,
                audio_type=request["audio_type"], bboxes=request["bboxes"], bbox_format=args.bbox_format,
-               mask_image=mask_image, **settings, seed=args.seed, mode=args.mode, max_frames=args.max_frames,
+               mask_image=mask_image, **call_settings(settings), generator=torch.Generator().manual_seed(args.seed),
+               mode=args.mode, max_frames=args.max_frames,
                apg=args.apg, size=size, work_dir=work_dir, resume=args.resume,
-               progress=not args.quiet)
+               )
     write_video(args.output, out.frames, out.fps, audio=out.audio)
     if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -419,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--shift", type=float, help="timestep shift (default: the model's, else 7 at 480p, 11 at 720p)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--mode", default="streaming", help="clip (one clip) or streaming (as long as the audio)")
-    gen.add_argument("--frames", type=int, help="frames per clip, 4k+1 (default: the model's, else 81)")
+XX
     gen.add_argument("--motion-frames", type=int,
                      help="frames carried into the next clip (default: the model's, else 25)")
     gen.add_argument("--max-frames", type=int, default=1000, help="longest video in streaming mode (default 1000)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 
 from .conditioning.audio import check_audio_type, combine_voices
@@ -51,11 +53,14 @@ NUM_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass
-class MultiTalkOutput:
-    frames: np.ndarray  # uint8 (F, H, W, 3)
-    audio: np.ndarray  # the mix of everyone's voice, float32 16 kHz, as long as the video
+class MultiTalkOutput(BaseOutput):
+    """frames: uint8 ``(F, H, W, 3)``; audio: the mix of everyone's voice, float32 16 kHz, as long as the
+    video; fps; steps_run: denoising steps run in this call, over all clips (resumed clips not counted)."""
+
+    frames: np.ndarray
+    audio: np.ndarray
     fps: int
-    steps_run: int = 0  # denoising steps run in this call, over all clips (resumed clips not counted)
+    steps_run: int = 0
 
 
 @dataclass
@@ -209,12 +214,12 @@ class MultiTalkPipeline(DiffusionPipeline):
     @torch.no_grad()
     def generate_clip(self, cond_frames: torch.Tensor, audio: torch.Tensor, clip: _Clip, num_frames: int, steps: int,
                       text_guidance: float, audio_guidance: float, shift: float, generator: torch.Generator,
-                      is_first: bool, apg: bool = False, progress=None,
+                      is_first: bool, apg: bool = False, on_step=None,
                       reference: torch.Tensor | None = None,
                       reference_frame: torch.Tensor | None = None) -> torch.Tensor:
         """One clip: ``cond_frames`` ``[3, n, H, W]`` in [-1, 1] and windowed ``audio``
         ``[1, P, num_frames, window, L, C]`` -> decoded frames ``[3, num_frames, H, W]``.
-        ``reference``: see ``encode_condition``.
+        ``reference``: see ``encode_condition``. ``on_step(i, t, latents) -> latents`` after every step.
 
         MultiTalk scheme (``reference_frame`` None): the ``cond_frames`` are the given frames (mask 1)
         of the conditioning video and CLIP sees the last of them; their latents, re-noised to the
@@ -274,8 +279,8 @@ class MultiTalkPipeline(DiffusionPipeline):
                             else three_pass(cond, no_text, uncond, text_guidance, audio_guidance))
             latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
             latents = inject_motion(latents, sigmas[i + 1])
-            if progress is not None:
-                progress(i + 1, steps)
+            if on_step is not None:
+                latents = on_step(i, t, latents)
         return self.vae_decode(latents)[0]  # 3, F, H, W
 
     # ------------------------------------------------------------------ the request
@@ -314,12 +319,13 @@ class MultiTalkPipeline(DiffusionPipeline):
         bboxes: list | None = None,
         bbox_format: str = "tlbr",
         mask_image: np.ndarray | None = None,
+        video=None,
         num_frames: int | None = None,
-        steps: int | None = None,
+        num_inference_steps: int | None = None,
         text_guidance: float | None = None,
         audio_guidance: float | None = None,
         shift: float | None = None,
-        seed: int = 42,
+        generator: torch.Generator | None = None,
         mode: str = "clip",
         motion_frames: int | None = None,
         max_frames: int = 1000,
@@ -329,27 +335,139 @@ class MultiTalkPipeline(DiffusionPipeline):
         size: tuple[int, int] | str | None = None,
         work_dir: str | Path | None = None,
         resume: bool = False,
-        callback: Callable[[int, int, int, int], None] | None = None,
-        progress: bool = True,
-        video=None,
+        callback_on_step_end: Callable | None = None,
+        **deprecated,
     ) -> MultiTalkOutput:
-        """``image``: uint8 RGB; ``audio``: one 16 kHz mono waveform per person (any length).
+        r"""Make a video of the people in ``image`` (or ``video``) speaking ``audio``.
 
-        ``video`` (instead of ``image``, for dubbing): uint8 frames ``[F, H, W, 3]`` at 25 fps (or any
-        sequence of such frames with ``len``). The InfiniteTalk variant takes clip k's reference from
-        frame ``k·(num_frames − motion_frames)`` (the last frame past the end); size, boxes and masks
-        come from frame 0, which is all the MultiTalk variant uses.
+        Args:
+            image: the reference picture, uint8 RGB ``(H, W, 3)``.
+            audio: one 16 kHz mono float waveform per person, in person order (any length).
+            prompt: what the scene shows and does.
+            negative_prompt: for text guidance; None takes the model's (MultiTalk's English default).
+            audio_type: ``para`` (the voices play together) or ``add`` (person 1, then person 2, ...).
+            bboxes: one box per person, ``[top, left, bottom, right]`` pixels (``bbox_format="xyxy"``:
+                ``[left, top, right, bottom]``); or ``mask_image`` (0 background, i person i); neither:
+                an N-way split.
+            video: instead of ``image``, for dubbing: uint8 frames ``[F, H, W, 3]`` at 25 fps (or any
+                sequence of frames with ``len``). The InfiniteTalk variant takes clip k's reference from
+                frame ``k·(num_frames − motion_frames)`` (the last past the end); size, boxes and masks
+                come from frame 0, which is all the MultiTalk variant uses.
+            num_frames: frames per clip, 4k+1. num_inference_steps: denoising steps per clip.
+            text_guidance, audio_guidance, shift: sampling; text guidance 1 runs 2 passes per step.
+            generator: a CPU ``torch.Generator`` (its draws are the official run's); default seed 42.
+            mode: ``clip`` (one clip) or ``streaming`` (as long as the audio, up to ``max_frames``),
+                carrying ``motion_frames`` frames into the next clip.
+            fit_clips: cut the last clip to what the audio needs.
+            apg: adaptive projected guidance.
+            color_correction: strength in [0, 1] of the Lab colour transfer to the reference applied to
+                every decoded clip (official default 1.0).
+            size: ``(height, width)``, a size table (``"480"``, ``"720"``) or None for the model's table.
+            work_dir, resume: finished clips are kept in ``work_dir``; ``resume`` goes on from there.
+            callback_on_step_end: ``fn(pipe, step, timestep, callback_kwargs) -> dict`` after every step;
+                ``callback_kwargs`` holds ``latents``, ``clip`` and ``clips``; a returned ``latents`` replaces them.
 
-        ``negative_prompt=None`` takes the model's default (MultiTalk's English one for the official weights).
-        ``size``: ``(height, width)``, a size table (``"480"``, ``"720"``) or None for the model's table.
-        ``color_correction``: strength in [0, 1] of the Lab colour transfer to the reference applied to
-        every decoded clip (the official default 1.0).
+        Sampling settings left at None take the model's own (``config.sampling``), else the official
+        ones (``SAMPLING_DEFAULTS``; shift 7 at 480p, 11 at 720p). The progress bar follows
+        ``set_progress_bar_config``. Old names still accepted, with a warning: ``steps``, ``seed``,
+        ``callback(clip, clips, step, steps)``, ``progress``.
 
-        ``callback(clip, clips, step, steps)`` is called after every step.
-
-        Sampling settings left at None take the model's own (``config.sampling``), else
-        ``SAMPLING_DEFAULTS`` (the official settings; shift 7 at 480p, 11 at 720p).
+        Examples:
+            >>> from multitalk.checkpoints import load_pipeline
+            >>> pipe = load_pipeline("weights/Wan2.1-I2V-14B-480P", audio_encoder="weights/chinese-wav2vec2-base")
+            >>> out = pipe(image, [voice1, voice2], "Two friends chat in a cafe", mode="streaming")
+            >>> out.frames.shape  # (F, H, W, 3) uint8, F = the audio's length at 25 fps
         """
+        num_inference_steps, generator, callback_on_step_end, progress = _old_names(
+            deprecated, num_inference_steps, generator, callback_on_step_end)
+        image = self._reference_image(image, video, audio, prompt)
+        variant = self.config.get("variant", "multitalk")
+        chosen = sampling_settings({**VARIANT_SAMPLING[variant], **self.config.sampling}, num_frames=num_frames,
+                                   steps=num_inference_steps, text_guidance=text_guidance,
+                                   audio_guidance=audio_guidance, shift=shift, motion_frames=motion_frames,
+                                   fit_clips=fit_clips, color_correction=color_correction)
+        num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
+        check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
+        check_scales(chosen)
+        self._num_timesteps = steps
+        reference, masks, voices, (height, width) = self.prepare(image, audio, audio_type, bboxes, bbox_format,
+                                                                  mask_image, size)
+        chosen["shift"] = chosen["shift"] if chosen["shift"] is not None else default_shift(height, width)
+        device = self._execution_device
+        feats = [self.encode_audio(v) for v in voices]  # P x [frames, L, C]
+        wanted = num_frames if mode == "clip" else min(feats[0].shape[0], max_frames)
+        lengths = clip_lengths(wanted, num_frames, motion_frames, chosen["fit_clips"], self.vae_scale_temporal)
+        feats = pad_audio(feats, lengths, num_frames - motion_frames, mode == "streaming", chosen["fit_clips"])
+
+        if negative_prompt is None:
+            negative_prompt = self.config.negative_prompt
+        text, negative = self.encode_prompt([prompt, negative_prompt])
+        lat = (height // self.vae_scale_spatial, width // self.vae_scale_spatial)
+        token_masks = torch.nn.functional.interpolate(masks[None], size=lat, mode="nearest").to(device)
+        clip = _Clip(text[None].to(device), negative[None].to(device), token_masks, height, width)
+
+        seed = deprecated.get("seed", 42)
+        generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+        source = image[None] if video is None else video
+        store = _WorkDir(work_dir, _fingerprint(source, voices, prompt, negative_prompt, masks, _plain(
+            *[chosen[k] for k in sorted(chosen)], mode, max_frames, apg, height, width, variant,
+            self.processing.to_config(), generator.initial_seed()))) if work_dir else None
+        pieces, first_clip, cond = [], 0, reference[:, None]  # cond: [3, n, H, W]
+        if store and resume and store.exists():
+            pieces, cond, generator_state = store.load()
+            generator.set_state(generator_state)
+            first_clip = len(pieces)
+
+        def reference_of(k: int) -> torch.Tensor:
+            """Clip k's reference frame (InfiniteTalk): the source frame where the clip starts."""
+            if video is None or k == 0:
+                return reference
+            index = min(k * (num_frames - motion_frames), len(video) - 1)
+            return resize_image(np.asarray(video[index]), (height, width), self.processing.resize)
+
+        config = dict(getattr(self, "_progress_bar_config", {}))
+        if progress is False:
+            config["disable"] = True
+        bar = tqdm(total=len(lengths) * steps, **{"desc": "generating", "unit": "step", **config})
+        bar.update(first_clip * steps)
+        try:
+            for k in range(first_clip, len(lengths)):
+                start = k * (num_frames - motion_frames)
+                windows = torch.stack([frame_windows(f, start, start + lengths[k]) for f in feats])[None].to(device)
+
+                def on_step(i, t, latents, k=k):
+                    bar.update(1)
+                    bar.set_postfix(clip=f"{k + 1}/{len(lengths)}", refresh=False)
+                    if callback_on_step_end is None:
+                        return latents
+                    out = callback_on_step_end(self, i, t, {"latents": latents, "clip": k, "clips": len(lengths)})
+                    return (out or {}).get("latents", latents)
+
+                frames_k = self.generate_clip(cond.to(device), windows, clip, lengths[k], steps,
+                                              chosen["text_guidance"], chosen["audio_guidance"], chosen["shift"],
+                                              generator, k == 0, apg, on_step, self._reference_latents(reference),
+                                              reference_of(k).to(device) if variant == "infinitetalk" else None).cpu()
+                # the whole clip, the first included, before its last frames condition the next one;
+                # always against the first reference
+                frames_k = color_correct(frames_k, reference, chosen["color_correction"])
+                pieces.append(to_uint8(frames_k if k == 0 else frames_k[:, motion_frames:], self.processing.to_uint8))
+                cond = frames_k[:, -motion_frames:]
+                if store:
+                    store.save(pieces, cond, generator.get_state())
+        finally:  # an interrupted run leaves a closed bar (its finished clips are on disk)
+            bar.close()
+        frames = np.concatenate(pieces)[:wanted]
+        mix = np.sum(voices, axis=0).astype(np.float32)
+        return MultiTalkOutput(frames=frames, audio=mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)],
+                               fps=self.config.fps, steps_run=(len(lengths) - first_clip) * steps)
+
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps per clip of the current (or last) call."""
+        return self._num_timesteps
+
+    def _reference_image(self, image, video, audio, prompt) -> np.ndarray:
+        """The request's reference picture (frame 0 of a video); the checks that need no model."""
         if (image is None) == (video is None):
             raise MultiTalkInputError("give the reference as image= or as video= (for dubbing), one of them")
         if video is not None:
@@ -360,97 +478,52 @@ class MultiTalkPipeline(DiffusionPipeline):
             raise MultiTalkInputError("no audio: give one audio track per person")
         if not isinstance(prompt, str) or not prompt.strip():
             raise MultiTalkInputError("no prompt: give a text prompt describing the scene")
-        variant = self.config.get("variant", "multitalk")
-        chosen = sampling_settings({**VARIANT_SAMPLING[variant], **self.config.sampling}, num_frames=num_frames,
-                                   steps=steps,
-                                   text_guidance=text_guidance, audio_guidance=audio_guidance, shift=shift,
-                                   motion_frames=motion_frames, fit_clips=fit_clips, color_correction=color_correction)
-        num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
-        text_guidance, audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
-        fit_clips, strength = chosen["fit_clips"], chosen["color_correction"]
-        check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
-        check_scales(chosen)
-        reference, masks, voices, (height, width) = self.prepare(image, audio, audio_type, bboxes, bbox_format,
-                                                                  mask_image, size)
-        shift = chosen["shift"] if chosen["shift"] is not None else default_shift(height, width)
-        device = self._execution_device
-        feats = [self.encode_audio(v) for v in voices]  # P x [frames, L, C]
-        audio_frames = feats[0].shape[0]
-        wanted = num_frames if mode == "clip" else min(audio_frames, max_frames)
-        step_frames = num_frames - motion_frames
-        lengths = clip_lengths(wanted, num_frames, motion_frames, fit_clips, self.vae_scale_temporal)
-        clips = len(lengths)
+        return image
 
-        if negative_prompt is None:
-            negative_prompt = self.config.negative_prompt
-        text, negative = self.encode_prompt([prompt, negative_prompt])
-        lat = (height // self.vae_scale_spatial, width // self.vae_scale_spatial)
-        token_masks = torch.nn.functional.interpolate(masks[None], size=lat, mode="nearest").to(device)
-        clip = _Clip(text[None].to(device), negative[None].to(device), token_masks, height, width)
+    def _reference_latents(self, reference: torch.Tensor) -> torch.Tensor | None:
+        """A model that takes them sees the reference image's latents in every clip, not only the first."""
+        if not self.transformer.takes_reference:
+            return None
+        if getattr(self, "_cached_reference", (None,))[0] is not reference:
+            self._cached_reference = (reference, self.vae_encode(reference[None, :, None]).float())
+        return self._cached_reference[1]
 
-        # audio that runs out is extended with its own reversed tail, as the reference does (it pads
-        # whenever its last clip reaches the end, with 3 frames to spare; a fitted last clip pads only
-        # when it runs past the end)
-        needed = (clips - 1) * step_frames + lengths[-1]
-        if mode == "streaming" and (needed > audio_frames if fit_clips else needed >= audio_frames):
-            missing = needed - audio_frames + 3
-            feats = [torch.cat([f, f[-missing:].flip(0)]) if missing <= f.shape[0] else
-                     torch.cat([f, f[-1:].expand(missing, *f.shape[1:])]) for f in feats]
 
-        # a model that takes them sees the reference image's latents in every clip, not only the first
-        reference_latents = None
-        if self.transformer.takes_reference:
-            reference_latents = self.vae_encode(reference[None, :, None]).float()
-        generator = torch.Generator().manual_seed(seed)
-        infinitetalk = variant == "infinitetalk"
-        source = image[None] if video is None else video
+_WARNED: set[str] = set()
+OLD_NAMES = {"steps": "num_inference_steps", "seed": "generator=torch.Generator().manual_seed(seed)",
+             "callback": "callback_on_step_end", "progress": "set_progress_bar_config(disable=True)"}
 
-        def reference_of(k: int) -> torch.Tensor:
-            """Clip k's reference frame (InfiniteTalk): the source frame where the clip starts."""
-            if video is None or k == 0:
-                return reference
-            index = min(k * step_frames, len(video) - 1)
-            return resize_image(np.asarray(video[index]), (height, width), self.processing.resize)
 
-        store = _WorkDir(work_dir, _fingerprint(source, voices, prompt, negative_prompt, masks, _plain(
-            num_frames, steps, text_guidance, audio_guidance, shift, seed, mode, motion_frames, max_frames, apg,
-            strength, height, width, fit_clips, self.processing.to_config(), variant))) if work_dir else None
-        pieces, first_clip, cond = [], 0, reference[:, None]  # cond: [3, n, H, W]
-        if store and resume and store.exists():
-            pieces, cond, generator_state = store.load()
-            generator.set_state(generator_state)
-            first_clip = len(pieces)
+def _old_names(given: dict, num_inference_steps, generator, callback_on_step_end):
+    """The call's pre-diffusers names, still accepted for one release (each warns once)."""
+    unknown = set(given) - set(OLD_NAMES)
+    if unknown:
+        raise TypeError(f"MultiTalkPipeline got unexpected arguments {sorted(unknown)}")
+    for name in given:
+        if name not in _WARNED:
+            _WARNED.add(name)
+            warnings.warn(f"`{name}` is deprecated; use `{OLD_NAMES[name]}` (the old name goes in the next release)",
+                          FutureWarning, stacklevel=3)
+    if num_inference_steps is None:
+        num_inference_steps = given.get("steps")
+    callback = given.get("callback")
+    if callback is not None and callback_on_step_end is None:
+        def callback_on_step_end(pipe, step, t, kwargs):
+            callback(kwargs["clip"], kwargs["clips"], step + 1, pipe.num_timesteps)
+            return {}
+    return num_inference_steps, generator, callback_on_step_end, given.get("progress")
 
-        bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
-        bar.update(first_clip * steps)
-        try:
-            for k in range(first_clip, clips):
-                start, length = k * step_frames, lengths[k]
-                windows = torch.stack([frame_windows(f, start, start + length) for f in feats])[None].to(device)
 
-                def on_step(step, total, k=k):
-                    bar.update(1)
-                    bar.set_postfix(clip=f"{k + 1}/{clips}", refresh=False)
-                    if callback is not None:
-                        callback(k, clips, step, total)
-
-                frames_k = self.generate_clip(cond.to(device), windows, clip, length, steps, text_guidance,
-                                              audio_guidance, shift, generator, k == 0, apg, on_step,
-                                              reference_latents,
-                                              reference_of(k).to(device) if infinitetalk else None).cpu()
-                # the whole clip, the first included, before its last frames condition the next one;
-                # always against the first reference
-                frames_k = color_correct(frames_k, reference, strength)
-                pieces.append(to_uint8(frames_k if k == 0 else frames_k[:, motion_frames:], self.processing.to_uint8))
-                cond = frames_k[:, -motion_frames:]
-                if store:
-                    store.save(pieces, cond, generator.get_state())
-        finally:  # an interrupted run leaves a closed bar (its finished clips are on disk)
-            bar.close()
-        frames = np.concatenate(pieces)[:wanted]
-        mix = np.sum(voices, axis=0).astype(np.float32)
-        return MultiTalkOutput(frames, mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)], self.config.fps,
-                               steps_run=(clips - first_clip) * steps)
+def pad_audio(feats: list[torch.Tensor], lengths: list[int], step: int, streaming: bool, fit: bool):
+    """Audio that runs out is extended with its own reversed tail, as the reference does: it pads
+    whenever its last clip reaches the end, with 3 frames to spare (a fitted last clip pads only when
+    it runs past the end)."""
+    needed, have = (len(lengths) - 1) * step + lengths[-1], feats[0].shape[0]
+    if not streaming or (needed <= have if fit else needed < have):
+        return feats
+    missing = needed - have + 3
+    return [torch.cat([f, f[-missing:].flip(0)]) if missing <= f.shape[0] else
+            torch.cat([f, f[-1:].expand(missing, *f.shape[1:])]) for f in feats]
 
 
 HD_AREA = 600_000  # between the 480p buckets (~410k pixels) and the 720p ones (~920k)
@@ -524,6 +597,11 @@ def check_sampling(sampling: dict | None) -> None:
     unknown = set(sampling or {}) - set(SAMPLING_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLING_DEFAULTS)}")
+
+
+def call_settings(settings: dict) -> dict:
+    """Sampling settings (as stored with a model) -> the pipeline call's keyword names."""
+    return {("num_inference_steps" if k == "steps" else k): v for k, v in settings.items()}
 
 
 def sampling_settings(model_sampling: dict | None, **given) -> dict:

@@ -348,10 +348,11 @@ class Trainer(TrainingLoop):
         try:
             out = self.pipe(read_image(spec["image"]), [read_audio(path) for path in spec["audio"]], spec["prompt"],
                             audio_type=spec["audio_type"], bboxes=spec["bboxes"], mode="clip",
-                            num_frames=self.config.frames, steps=self.config.sample_steps,
+                            num_frames=self.config.frames, num_inference_steps=self.config.sample_steps,
                             text_guidance=self.config.sample_text_guidance,
                             audio_guidance=self.config.sample_audio_guidance,
-                            size=(self.config.size, self.config.size), seed=self.config.seed, progress=False)
+                            size=(self.config.size, self.config.size),
+                            generator=torch.Generator().manual_seed(self.config.seed))
         finally:
             model.train()
         write_video(self.output / "samples" / f"step_{self.step:07d}.mp4", out.frames, out.fps, audio=out.audio)

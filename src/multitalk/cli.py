@@ -421,14 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "weights' file is named infinitetalk*.safetensors)")
     gen.add_argument("--size", help="480 or 720 (the official size tables; the bucket nearest the image's shape) "
                                     "or WxH (default: the model's table, 480 for the official weights)")
-    gen.add_argument("--steps", type=int, help="sampling steps (default: the model's, else 40)")
+    gen.add_argument("--num-inference-steps", "--steps", dest="steps", type=int,
+                     help="sampling steps per clip (default: the model's, else 40)")
     gen.add_argument("--text-guidance", type=float,
                      help="text guidance scale (default: the model's, else 5; 1 = 2 passes)")
     gen.add_argument("--audio-guidance", type=float, help="audio guidance scale (default: the model's, else 4)")
     gen.add_argument("--shift", type=float, help="timestep shift (default: the model's, else 7 at 480p, 11 at 720p)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--mode", default="streaming", help="clip (one clip) or streaming (as long as the audio)")
-XX
+    gen.add_argument("--num-frames", "--frames", dest="frames", type=int,
+                     help="frames per clip, 4k+1 (default: the model's, else 81)")
     gen.add_argument("--motion-frames", type=int,
                      help="frames carried into the next clip (default: the model's, else 25)")
     gen.add_argument("--max-frames", type=int, default=1000, help="longest video in streaming mode (default 1000)")

@@ -1,6 +1,6 @@
 """An independent, deliberately literal model of the official MultiTalk forward pass.
 
-Written for the tests from the facts in DESIGN.md §2/§2a, in the official code's structure
+Written for the tests from the facts in docs/design.md §2/§2a, in the official code's structure
 and key names (``self_attn.q``, ``norm3`` before the cross-attention, ``modulation``,
 ``head.head``, complex float64 3-D RoPE, a loop over mask classes, the two-person label
 code...). It shares nothing with ``multitalk.models``, so agreement between the two is

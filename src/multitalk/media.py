@@ -16,9 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .constants import SAMPLE_RATE
 from .errors import MultiTalkInputError
-
-SAMPLE_RATE = 16000
 
 
 @contextlib.contextmanager

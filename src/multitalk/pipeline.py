@@ -3,7 +3,7 @@
 Clip mode makes one clip of ``num_frames``. Streaming mode chains clips: the last
 ``motion_frames`` decoded frames of a clip condition the next one (their latents are also
 re-noised to the current noise level and written over the first latent frames before every
-step), and the audio window moves on by ``num_frames − motion_frames`` — DESIGN §1, §2a.
+step), and the audio window moves on by ``num_frames − motion_frames`` — docs/design.md §1, §2a.
 The sampling setting ``fit_clips`` cuts the last clip to what the audio needs.
 
 With ``work_dir`` every finished clip is saved with the state needed to go on (conditioning
@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from .conditioning.audio import check_audio_type, combine_voices
 from .conditioning.people import bucket_table, frames_to_uint8, nearest_bucket, person_masks
-from .encoders.audio import SAMPLE_RATE, MelAudioEncoder, Wav2Vec2AudioEncoder
+from .constants import NUM_TRAIN_TIMESTEPS, SAMPLE_RATE
+from .encoders.audio import MelAudioEncoder, Wav2Vec2AudioEncoder
 from .encoders.image import CLIPImageEncoder
 from .encoders.text import TextEncoder
 from .encoders.wan_original import CLIP_MEAN, CLIP_STD, clip_pixels
@@ -49,7 +50,6 @@ MULTITALK_NEGATIVE_PROMPT = (
 )
 
 MODES = ("clip", "streaming")
-NUM_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
-SAMPLE_RATE = 16000
+from ..constants import SAMPLE_RATE
 
 
 def video_frame_count(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
@@ -42,7 +42,7 @@ def _as_waveform(waveform, sample_rate: int) -> np.ndarray:
 
 
 class Wav2Vec2AudioEncoder:
-    """wav2vec2 features as MultiTalk uses them (DESIGN §2a)."""
+    """wav2vec2 features as MultiTalk uses them (docs/design.md §2a)."""
 
     def __init__(self, model, feature_extractor, fps: float = 25.0):
         self.model = model.eval()

@@ -1,4 +1,4 @@
-"""Named model shapes. ``wan2.1-i2v-14b-480p`` is the official MultiTalk model (DESIGN §2)."""
+"""Named model shapes. ``wan2.1-i2v-14b-480p`` is the official MultiTalk model (docs/design.md §2)."""
 
 PRESETS: dict[str, dict] = {
     # The official shape: Wan2.1-I2V-14B-480P + MultiTalk audio layers.

@@ -1,4 +1,4 @@
-"""The synthetic talking world (DESIGN §5): where the truth is known."""
+"""The synthetic talking world (docs/design.md §5): where the truth is known."""
 
 from .dataset import Sample, load_scene_record, make_sample, write_dataset, write_sample
 from .render import mouth_openings, render

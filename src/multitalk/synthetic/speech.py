@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import SAMPLE_RATE
 from ..errors import MultiTalkInputError
 
-SAMPLE_RATE = 16000
 FPS = 25
 MODES = ("add", "para", "silent")
 SOURCES = ("tone", "espeak")

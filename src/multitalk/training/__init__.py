@@ -1,4 +1,4 @@
-"""Training (DESIGN §1): flow matching on VAE latents, partial-parameter and multi-task, on accelerate."""
+"""Training (docs/design.md §1): flow matching on VAE latents, partial-parameter and multi-task, on accelerate."""
 
 from .config import TrainConfig, load_config
 from .trainer import Trainer, TrainingLoop, flow_matching_loss

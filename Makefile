@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: venv test bench clean demo train-demo
+.PHONY: venv test lint bench clean demo train-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ venv: $(VENV)/.installed
 
 test: venv
 	$(PY) -m pytest
+
+# Style, as CI checks it: ruff's lint rules and its formatter (pyproject.toml [tool.ruff]).
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 # Two people talking, made on the CPU by the small model that ships inside the package
 # (src/multitalk/demo_model; what it can and cannot do yet: docs/demo-model.md).

@@ -97,14 +97,24 @@ def clip_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, help="another clip cache folder than the config's")
 
 
-def cached_clips(pipe, like: Path, cache: Path | None = None
-                 ) -> tuple[TrainConfig, list[Path], CachedClips, dict[str, Path]]:
+def cached_clips(
+    pipe, like: Path, cache: Path | None = None
+) -> tuple[TrainConfig, list[Path], CachedClips, dict[str, Path]]:
     """The clips of the stage config ``like`` (its cache, or ``cache``), checked against ``pipe``'s VAE and
     encoders as training does (encoding what is missing), and the sample folder of each sample name."""
     config = load_config(like)
     cache = cache or (Path(config.cache) if config.cache else Path(config.output) / "cache")
-    files = build_cache(pipe, config.data, cache, config.frames, config.size, (1, 3), False,
-                        config.clips_per_sample, config.motion_frames)
+    files = build_cache(
+        pipe,
+        config.data,
+        cache,
+        config.frames,
+        config.size,
+        (1, 3),
+        False,
+        config.clips_per_sample,
+        config.motion_frames,
+    )
     folders = {folder.name: folder for folder in sample_folders(config.data, (1, 3))}
     return config, files, CachedClips(files, cache), folders
 
@@ -121,8 +131,10 @@ def main() -> None:
     config, files, clips, folders = cached_clips(pipe, args.like, args.cache)
     start = time.perf_counter()
     print(f"# {args.model}: mouth-cell loss on {args.clips} cached clips per row, noise levels {SIGMAS}\n")
-    print("| people | true voices | no audio | voices rotated | listens (no audio / true − 1) "
-          "| binds (rotated / true − 1) |")
+    print(
+        "| people | true voices | no audio | voices rotated | listens (no audio / true − 1) "
+        "| binds (rotated / true − 1) |"
+    )
     print("|---|---|---|---|---|---|")
     for people in sorted(clips.groups):
         picks = clips.groups[people][: args.clips]

@@ -34,11 +34,17 @@ def main() -> None:
             inside = []
             for scene, action in (pair for pair in actions if pair[1].kind == kind):
                 first, last = action.start * scene.fps, action.end * scene.fps
-                inside.append(sum(max(0.0, min(s + args.frames, last) - max(s, first))
-                                  for s in clip_starts(scene.num_frames, args.frames, clips)))
+                inside.append(
+                    sum(
+                        max(0.0, min(s + args.frames, last) - max(s, first))
+                        for s in clip_starts(scene.num_frames, args.frames, clips)
+                    )
+                )
             inside = np.array(inside)
-            print(f"| {clips} | {kind} | {len(inside)} | {inside.mean():.1f} | {(inside > 0).mean():.0%} | "
-                  f"{(inside >= 8).mean():.0%} |")
+            print(
+                f"| {clips} | {kind} | {len(inside)} | {inside.mean():.1f} | {(inside > 0).mean():.0%} | "
+                f"{(inside >= 8).mean():.0%} |"
+            )
 
 
 if __name__ == "__main__":

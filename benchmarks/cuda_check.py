@@ -54,8 +54,12 @@ def train_part(work: Path, device: str, steps: int) -> None:
     import yaml
 
     def train(config: Path, *flags: str) -> float:
-        out = subprocess.run([sys.executable, "-m", "multitalk.cli", "train", str(config), "--quiet", *flags],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "multitalk.cli", "train", str(config), "--quiet", *flags],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return float(re.search(r"trained to step \d+ in ([\d.]+) s", out).group(1))
 
     def losses(run: Path) -> list[float]:
@@ -64,11 +68,34 @@ def train_part(work: Path, device: str, steps: int) -> None:
 
     data = work / "data"
     if not data.is_dir():
-        subprocess.run([sys.executable, "-m", "multitalk.cli", "synth", "--out", str(data), "--count", "12",
-                        "--people", "1-2", "--size", "64", "--seconds", "2", "--seed", "0", "--action", "walk"],
-                       check=True, capture_output=True)
-    print("| device | precision | steps | s | steps/s | loss, first 20 | loss, last 20 | resumed at "
-          "| resumed losses vs first run, max diff |")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "multitalk.cli",
+                "synth",
+                "--out",
+                str(data),
+                "--count",
+                "12",
+                "--people",
+                "1-2",
+                "--size",
+                "64",
+                "--seconds",
+                "2",
+                "--seed",
+                "0",
+                "--action",
+                "walk",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    print(
+        "| device | precision | steps | s | steps/s | loss, first 20 | loss, last 20 | resumed at "
+        "| resumed losses vs first run, max diff |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     half = max(steps // 2, 1)
     mix_stage = yaml.safe_load((REPO / "configs" / "demo" / "stage6_mixed.yaml").read_text())
@@ -76,9 +103,17 @@ def train_part(work: Path, device: str, steps: int) -> None:
         run = work / f"train_{precision}"
         shutil.rmtree(run, ignore_errors=True)
         # the demo recipe's mix stage on the demo model's shape, from random weights and this run's clips
-        settings = {**mix_stage, "output": str(run), "data": str(data), "cache": str(work / "cache"),
-                    "init": "small", "text_encoder": "random", "steps": steps, "checkpoint_every": half,
-                    "mixed_precision": precision}
+        settings = {
+            **mix_stage,
+            "output": str(run),
+            "data": str(data),
+            "cache": str(work / "cache"),
+            "init": "small",
+            "text_encoder": "random",
+            "steps": steps,
+            "checkpoint_every": half,
+            "mixed_precision": precision,
+        }
         config = work / f"train_{precision}.yaml"
         config.write_text(yaml.safe_dump(settings))
         train(config)  # builds the clip cache first, untimed
@@ -89,8 +124,10 @@ def train_part(work: Path, device: str, steps: int) -> None:
         shutil.rmtree(run / "checkpoints" / f"step_{steps:07d}")
         train(config, "--resume")
         drift = max(abs(a - b) for a, b in zip(losses(run)[half:], first[half:], strict=True))
-        print(f"| {device_name(device)} | {precision} | {steps} | {seconds:.1f} | {steps / seconds:.2f} "
-              f"| {np.mean(first[:20]):.4f} | {np.mean(first[-20:]):.4f} | {half} -> {steps} | {drift:.2g} |")
+        print(
+            f"| {device_name(device)} | {precision} | {steps} | {seconds:.1f} | {steps / seconds:.2f} "
+            f"| {np.mean(first[:20]):.4f} | {np.mean(first[-20:]):.4f} | {half} -> {steps} | {drift:.2g} |"
+        )
 
 
 def sample_part(work: Path, device: str) -> None:
@@ -108,12 +145,14 @@ def sample_part(work: Path, device: str) -> None:
             continue
         pipe = load_pipeline(folder, torch_dtype=dtype).to(where)  # as `multitalk generate --dtype` loads it
         pipe.set_progress_bar_config(disable=True)
-        pipe(sample.video[0], sample.tracks, "two people talk", **args,
-             generator=torch.Generator().manual_seed(0))  # warm-up
+        pipe(
+            sample.video[0], sample.tracks, "two people talk", **args, generator=torch.Generator().manual_seed(0)
+        )  # warm-up
         sync(where)
         start = time.perf_counter()
-        out = pipe(sample.video[0], sample.tracks, "two people talk", **args,
-                   generator=torch.Generator().manual_seed(0))
+        out = pipe(
+            sample.video[0], sample.tracks, "two people talk", **args, generator=torch.Generator().manual_seed(0)
+        )
         sync(where)
         runs[(where, dtype)] = (time.perf_counter() - start, out.frames.astype(np.float32))
     reference = runs[("cpu", torch.float32)][1]
@@ -121,8 +160,10 @@ def sample_part(work: Path, device: str) -> None:
     print("|---|---|---|---|---|")
     for (where, dtype), (seconds, frames) in runs.items():
         diff = np.abs(frames - reference)
-        print(f"| {device_name(where)} | {str(dtype).removeprefix('torch.')} | {seconds:.2f} "
-              f"| {diff.mean():.3f} | {diff.max():.0f} |")
+        print(
+            f"| {device_name(where)} | {str(dtype).removeprefix('torch.')} | {seconds:.2f} "
+            f"| {diff.mean():.3f} | {diff.max():.0f} |"
+        )
 
 
 def official_part(device: str, repeats: int = 3) -> None:
@@ -141,14 +182,25 @@ def official_part(device: str, repeats: int = 3) -> None:
     masks[1, 5:50, 56:100] = 1
     masks[2] = 1 - masks[:2].amax(0)
     inputs = dict(
-        hidden_states=torch.randn(1, cfg.in_channels, lat_t, lat_h, lat_w, generator=g, device=device,
-                                  dtype=torch.bfloat16),
+        hidden_states=torch.randn(
+            1, cfg.in_channels, lat_t, lat_h, lat_w, generator=g, device=device, dtype=torch.bfloat16
+        ),
         timestep=torch.tensor([500.0], device=device),
         encoder_hidden_states=torch.randn(1, 512, cfg.text_dim, generator=g, device=device, dtype=torch.bfloat16),
-        encoder_hidden_states_image=torch.randn(1, 257, cfg.image_dim, generator=g, device=device,
-                                                dtype=torch.bfloat16),
-        audio=torch.randn(1, people, frames, cfg.audio_window, cfg.audio_layers, cfg.audio_channels, generator=g,
-                          device=device, dtype=torch.bfloat16),
+        encoder_hidden_states_image=torch.randn(
+            1, 257, cfg.image_dim, generator=g, device=device, dtype=torch.bfloat16
+        ),
+        audio=torch.randn(
+            1,
+            people,
+            frames,
+            cfg.audio_window,
+            cfg.audio_layers,
+            cfg.audio_channels,
+            generator=g,
+            device=device,
+            dtype=torch.bfloat16,
+        ),
         reference_masks=masks,
     )
     tokens = lat_t * lat_h * lat_w // 4
@@ -183,8 +235,11 @@ def main() -> int:
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        parts = {"train": lambda: train_part(work, args.device, args.train_steps),
-                 "sample": lambda: sample_part(work, args.device), "official": lambda: official_part(args.device)}
+        parts = {
+            "train": lambda: train_part(work, args.device, args.train_steps),
+            "sample": lambda: sample_part(work, args.device),
+            "official": lambda: official_part(args.device),
+        }
         for name, run in parts.items():
             if name in args.skip:
                 continue

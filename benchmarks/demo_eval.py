@@ -42,22 +42,41 @@ def flipped(prompt: str) -> str:
 
 def sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """The sampling flags every model benchmark shares; left out, the model's own settings hold."""
-    for flag, kind in (("--steps", int), ("--frames", int), ("--motion-frames", int), ("--text-guidance", float),
-                       ("--audio-guidance", float), ("--shift", float)):
+    for flag, kind in (
+        ("--steps", int),
+        ("--frames", int),
+        ("--motion-frames", int),
+        ("--text-guidance", float),
+        ("--audio-guidance", float),
+        ("--shift", float),
+    ):
         parser.add_argument(flag, type=kind, help="default: the model's own sampling settings")
-    parser.add_argument("--color-correction", type=float, default=0.0,
-                        help="Lab colour correction strength 0-1 against the image (default 0: off)")
+    parser.add_argument(
+        "--color-correction",
+        type=float,
+        default=0.0,
+        help="Lab colour correction strength 0-1 against the image (default 0: off)",
+    )
     parser.add_argument("--apg", action="store_true", help="adaptive projected guidance")
-    parser.add_argument("--trained-frames", type=int,
-                        help="squeeze time in longer clips into this span; 0: Wan's positions (default: the model's)")
+    parser.add_argument(
+        "--trained-frames",
+        type=int,
+        help="squeeze time in longer clips into this span; 0: Wan's positions (default: the model's)",
+    )
     parser.add_argument("--seed", type=int, default=42)
 
 
 def resolve_sampling(pipe, args: argparse.Namespace) -> None:
     """Fill the sampling flags left out with the model's own settings (or the pipeline's defaults)."""
-    chosen = sampling_settings(pipe.config.sampling, num_frames=args.frames, motion_frames=args.motion_frames,
-                               steps=args.steps, text_guidance=args.text_guidance,
-                               audio_guidance=args.audio_guidance, shift=args.shift)
+    chosen = sampling_settings(
+        pipe.config.sampling,
+        num_frames=args.frames,
+        motion_frames=args.motion_frames,
+        steps=args.steps,
+        text_guidance=args.text_guidance,
+        audio_guidance=args.audio_guidance,
+        shift=args.shift,
+    )
     args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
     args.shift = chosen["shift"]
     args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
@@ -68,19 +87,32 @@ def resolve_sampling(pipe, args: argparse.Namespace) -> None:
 
 def describe_sampling(args: argparse.Namespace) -> str:
     """The sampling settings a table was made with, for its header."""
-    return (f"clips of {args.frames} frames ({args.motion_frames} carried over), {args.steps} steps, guidance text "
-            f"{args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
-            f"{f', colour correction {args.color_correction:g}' * bool(args.color_correction)}, "
-            + (f"time squeezed into {args.trained_frames} frames" if args.trained_frames else "time not squeezed"))
+    return (
+        f"clips of {args.frames} frames ({args.motion_frames} carried over), {args.steps} steps, guidance text "
+        f"{args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
+        f"{f', colour correction {args.color_correction:g}' * bool(args.color_correction)}, "
+        + (f"time squeezed into {args.trained_frames} frames" if args.trained_frames else "time not squeezed")
+    )
 
 
 def generate(pipe, sample, tracks, args, prompt: str | None = None):
     scene = sample.scene
-    return pipe(sample.video[0], tracks, scene.prompt if prompt is None else prompt, bboxes=scene.bboxes(),
-                mode="streaming", num_frames=args.frames, motion_frames=args.motion_frames,
-                num_inference_steps=args.steps, generator=torch.Generator().manual_seed(args.seed),
-                text_guidance=args.text_guidance, audio_guidance=args.audio_guidance, shift=args.shift,
-                color_correction=args.color_correction, apg=args.apg).frames
+    return pipe(
+        sample.video[0],
+        tracks,
+        scene.prompt if prompt is None else prompt,
+        bboxes=scene.bboxes(),
+        mode="streaming",
+        num_frames=args.frames,
+        motion_frames=args.motion_frames,
+        num_inference_steps=args.steps,
+        generator=torch.Generator().manual_seed(args.seed),
+        text_guidance=args.text_guidance,
+        audio_guidance=args.audio_guidance,
+        shift=args.shift,
+        color_correction=args.color_correction,
+        apg=args.apg,
+    ).frames
 
 
 def sync_rows(pipe, args) -> list[str]:
@@ -88,8 +120,9 @@ def sync_rows(pipe, args) -> list[str]:
     for people, mode in ((2, "add"), (2, "para"), (3, "add"), (3, "para")):
         plain, swapped = [], []
         for k in range(args.first_scene, args.first_scene + args.scenes):
-            sample = make_sample(random_scene(HELD_OUT + 100 * people + k, people, args.seconds, mode,
-                                              args.size, args.size, action=None))
+            sample = make_sample(
+                random_scene(HELD_OUT + 100 * people + k, people, args.seconds, mode, args.size, args.size, action=None)
+            )
             video = generate(pipe, sample, sample.tracks, args)
             plain.append(evaluate_sync(video, sample.scene, sample.openings))
             order = np.roll(np.arange(people), 1)  # everyone gets the next person's voice
@@ -99,9 +132,11 @@ def sync_rows(pipe, args) -> list[str]:
         for label, reports in (("own voices", plain), ("voices rotated", swapped)):
             sync = [v for r in reports for v in r.lip_sync if v is not None]
             binding = [r.binding_accuracy for r in reports if r.binding_accuracy is not None]
-            rows.append(f"| {people} | {mode} | {label} | {np.mean(sync):.3f} | {np.mean(binding):.3f} | "
-                        f"{np.mean([np.mean(r.color_drift) for r in reports]):.1f} | "
-                        f"{np.mean([r.measurement.found.mean() for r in reports]):.0%} |")
+            rows.append(
+                f"| {people} | {mode} | {label} | {np.mean(sync):.3f} | {np.mean(binding):.3f} | "
+                f"{np.mean([np.mean(r.color_drift) for r in reports]):.1f} | "
+                f"{np.mean([r.measurement.found.mean() for r in reports]):.0%} |"
+            )
     return rows
 
 
@@ -132,8 +167,9 @@ def prompt_following(pipe, args) -> tuple[int, int, float, float, float]:
 
 
 def long_video(pipe, args) -> tuple[float, float, np.ndarray]:
-    sample = make_sample(random_scene(HELD_OUT + 70_000, 2, args.long_seconds, "add", args.size, args.size,
-                                      action=None))
+    sample = make_sample(
+        random_scene(HELD_OUT + 70_000, 2, args.long_seconds, "add", args.size, args.size, action=None)
+    )
     video = generate(pipe, sample, sample.tracks, args)
     report = evaluate_sync(video, sample.scene, sample.openings)
     return float(np.mean(report.color_drift)), float(report.measurement.found.mean()), frame_strip(video)
@@ -143,8 +179,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="pipeline folder (default: the bundled demo model)")
     parser.add_argument("--scenes", type=int, default=10, help="scenes per row")
-    parser.add_argument("--first-scene", type=int, default=0,
-                        help="start at this scene of each row (fresh scenes for a setting chosen on the first ones)")
+    parser.add_argument(
+        "--first-scene",
+        type=int,
+        default=0,
+        help="start at this scene of each row (fresh scenes for a setting chosen on the first ones)",
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--long-seconds", type=float, default=20.0)
     parser.add_argument("--size", type=int, help="scene size (default: the model's first bucket)")
@@ -158,22 +198,28 @@ def main() -> None:
     resolve_sampling(pipe, args)
     args.size = args.size or pipe.config.buckets[0][0]
     start = time.perf_counter()
-    print(f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-          f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
-          f"{describe_sampling(args)}\n")
+    print(
+        f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
+        f"{describe_sampling(args)}\n"
+    )
     if "sync" in args.parts:
         print("| people | audio | voices | lip-sync | binding acc. | colour drift | heads found |")
         print("|---|---|---|---|---|---|---|")
         print("\n".join(sync_rows(pipe, args)))
     if "prompt" in args.parts:
         right, total, along, against, walks = prompt_following(pipe, args)
-        print(f"\nprompt following (a walking person, silent audio): {right}/{total} move the way the prompt says; "
-              f"mean move along the walk {along:+.1f} px, {against:+.1f} px with the prompt's direction flipped "
-              f"(the scenes walk {walks:.1f} px)")
+        print(
+            f"\nprompt following (a walking person, silent audio): {right}/{total} move the way the prompt says; "
+            f"mean move along the walk {along:+.1f} px, {against:+.1f} px with the prompt's direction flipped "
+            f"(the scenes walk {walks:.1f} px)"
+        )
     if "long" in args.parts:
         drift, found, strip = long_video(pipe, args)
-        print(f"{args.long_seconds:g}-second streaming video: mean colour drift {drift:.1f} (0-255 RGB), heads "
-              f"found in {found:.0%} of frames")
+        print(
+            f"{args.long_seconds:g}-second streaming video: mean colour drift {drift:.1f} (0-255 RGB), heads "
+            f"found in {found:.0%} of frames"
+        )
         if args.strip:
             write_image(args.strip, strip)
             print(f"frame strip: {args.strip}")

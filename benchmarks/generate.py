@@ -37,8 +37,10 @@ def write_inputs(folder: Path, people: int, seconds: float) -> list[str]:
 
 def run(argv: list[str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MB) and the summary line of one `multitalk generate` process."""
-    code = ("import resource, sys; from multitalk.cli import main; rc = main(sys.argv[1:]); "
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    code = (
+        "import resource, sys; from multitalk.cli import main; rc = main(sys.argv[1:]); "
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, "generate", *argv], capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -54,16 +56,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    print(f"# generate — {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, tiny random "
-          f"model, 64×64, {args.steps} steps, {args.seconds:g} s of audio\n")
+    print(
+        f"# generate — {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, tiny random "
+        f"model, 64×64, {args.steps} steps, {args.seconds:g} s of audio\n"
+    )
     print("| people | mode | guidance | cache | wall s | peak MB | frames | s per step (after loading) |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = folder / "tiny"
         random_pipeline("tiny").save_pretrained(model)
-        common = ["--model", str(model), "--steps", str(args.steps), "--frames", "33", "--motion-frames", "9",
-                  "--quiet", "-o", str(folder / "out.mp4")]
+        common = [
+            "--model",
+            str(model),
+            "--steps",
+            str(args.steps),
+            "--frames",
+            "33",
+            "--motion-frames",
+            "9",
+            "--quiet",
+            "-o",
+            str(folder / "out.mp4"),
+        ]
         rows = [(p, m, "3-pass", "none") for p in (1, 2, 3) for m in ("clip", "streaming")]
         rows += [(2, "streaming", "2-pass", "none"), (2, "streaming", "3-pass", "first-block")]
         inputs = {p: write_inputs(folder, p, args.seconds) for p in (1, 2, 3)}
@@ -81,8 +96,10 @@ def sampling_table(steps: int) -> None:
     """Guidance passes and the cache hook where the transformer dominates: the `small` preset in-process."""
     from diffusers import FirstBlockCacheConfig
 
-    print(f"\n`small` preset (12.9M, random weights) in-process, clip mode, 17 frames at 128×128, 2 people, "
-          f"{steps} steps, median of 3:\n")
+    print(
+        f"\n`small` preset (12.9M, random weights) in-process, clip mode, 17 frames at 128×128, 2 people, "
+        f"{steps} steps, median of 3:\n"
+    )
     print("| guidance | cache | s per step | model passes per step |")
     print("|---|---|---|---|")
     sample = make_sample(random_scene(7, 2, 1.0, "add", width=128, height=128, action=None))
@@ -94,8 +111,16 @@ def sampling_table(steps: int) -> None:
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            pipe(sample.video[0], sample.tracks, sample.scene.prompt, bboxes=sample.scene.bboxes(), mode="clip",
-                 num_frames=17, num_inference_steps=steps, text_guidance=1.0 if guidance == "2-pass" else 5.0)
+            pipe(
+                sample.video[0],
+                sample.tracks,
+                sample.scene.prompt,
+                bboxes=sample.scene.bboxes(),
+                mode="clip",
+                num_frames=17,
+                num_inference_steps=steps,
+                text_guidance=1.0 if guidance == "2-pass" else 5.0,
+            )
             times.append((time.perf_counter() - start) / steps)
         if cache:
             pipe.transformer.disable_cache()

@@ -31,35 +31,77 @@ import threading
 import time
 from pathlib import Path
 
-REAL = dict(dim=5120, ffn=13824, heads=40, text_dim=4096, freq_dim=256, clip_dim=1280, audio_layers=12,
-            audio_channels=768, audio_inter=512, audio_out=768, context_tokens=32, window=5)
-SMOKE = dict(dim=64, ffn=96, heads=2, text_dim=32, freq_dim=32, clip_dim=32, audio_layers=2, audio_channels=16,
-             audio_inter=16, audio_out=16, context_tokens=4, window=5)
+REAL = dict(
+    dim=5120,
+    ffn=13824,
+    heads=40,
+    text_dim=4096,
+    freq_dim=256,
+    clip_dim=1280,
+    audio_layers=12,
+    audio_channels=768,
+    audio_inter=512,
+    audio_out=768,
+    context_tokens=32,
+    window=5,
+)
+SMOKE = dict(
+    dim=64,
+    ffn=96,
+    heads=2,
+    text_dim=32,
+    freq_dim=32,
+    clip_dim=32,
+    audio_layers=2,
+    audio_channels=16,
+    audio_inter=16,
+    audio_out=16,
+    context_tokens=4,
+    window=5,
+)
 
 
 def original_shapes(blocks: int, s: dict) -> tuple[dict, dict]:
     """Key -> shape of Wan2.1-I2V's original DiT layout, and of MultiTalk's audio keys."""
     d, f, c = s["dim"], s["ffn"], s["clip_dim"]
-    base = {"patch_embedding.weight": (d, 36, 1, 2, 2), "patch_embedding.bias": (d,),
-            "text_embedding.0.weight": (d, s["text_dim"]), "text_embedding.0.bias": (d,),
-            "text_embedding.2.weight": (d, d), "text_embedding.2.bias": (d,),
-            "time_embedding.0.weight": (d, s["freq_dim"]), "time_embedding.0.bias": (d,),
-            "time_embedding.2.weight": (d, d), "time_embedding.2.bias": (d,),
-            "time_projection.1.weight": (6 * d, d), "time_projection.1.bias": (6 * d,),
-            "head.modulation": (1, 2, d), "head.head.weight": (16 * 4, d), "head.head.bias": (16 * 4,),
-            "img_emb.proj.0.weight": (c,), "img_emb.proj.0.bias": (c,), "img_emb.proj.1.weight": (c, c),
-            "img_emb.proj.1.bias": (c,), "img_emb.proj.3.weight": (d, c), "img_emb.proj.3.bias": (d,),
-            "img_emb.proj.4.weight": (d,), "img_emb.proj.4.bias": (d,)}
+    base = {
+        "patch_embedding.weight": (d, 36, 1, 2, 2),
+        "patch_embedding.bias": (d,),
+        "text_embedding.0.weight": (d, s["text_dim"]),
+        "text_embedding.0.bias": (d,),
+        "text_embedding.2.weight": (d, d),
+        "text_embedding.2.bias": (d,),
+        "time_embedding.0.weight": (d, s["freq_dim"]),
+        "time_embedding.0.bias": (d,),
+        "time_embedding.2.weight": (d, d),
+        "time_embedding.2.bias": (d,),
+        "time_projection.1.weight": (6 * d, d),
+        "time_projection.1.bias": (6 * d,),
+        "head.modulation": (1, 2, d),
+        "head.head.weight": (16 * 4, d),
+        "head.head.bias": (16 * 4,),
+        "img_emb.proj.0.weight": (c,),
+        "img_emb.proj.0.bias": (c,),
+        "img_emb.proj.1.weight": (c, c),
+        "img_emb.proj.1.bias": (c,),
+        "img_emb.proj.3.weight": (d, c),
+        "img_emb.proj.3.bias": (d,),
+        "img_emb.proj.4.weight": (d,),
+        "img_emb.proj.4.bias": (d,),
+    }
     a = s["audio_layers"] * s["audio_channels"]
-    audio = {"audio_proj.proj1.weight": (s["audio_inter"], s["window"] * a),
-             "audio_proj.proj1.bias": (s["audio_inter"],),
-             "audio_proj.proj1_vf.weight": (s["audio_inter"], (s["window"] + 3) * a),
-             "audio_proj.proj1_vf.bias": (s["audio_inter"],),
-             "audio_proj.proj2.weight": (s["audio_inter"], s["audio_inter"]),
-             "audio_proj.proj2.bias": (s["audio_inter"],),
-             "audio_proj.proj3.weight": (s["context_tokens"] * s["audio_out"], s["audio_inter"]),
-             "audio_proj.proj3.bias": (s["context_tokens"] * s["audio_out"],),
-             "audio_proj.norm.weight": (s["audio_out"],), "audio_proj.norm.bias": (s["audio_out"],)}
+    audio = {
+        "audio_proj.proj1.weight": (s["audio_inter"], s["window"] * a),
+        "audio_proj.proj1.bias": (s["audio_inter"],),
+        "audio_proj.proj1_vf.weight": (s["audio_inter"], (s["window"] + 3) * a),
+        "audio_proj.proj1_vf.bias": (s["audio_inter"],),
+        "audio_proj.proj2.weight": (s["audio_inter"], s["audio_inter"]),
+        "audio_proj.proj2.bias": (s["audio_inter"],),
+        "audio_proj.proj3.weight": (s["context_tokens"] * s["audio_out"], s["audio_inter"]),
+        "audio_proj.proj3.bias": (s["context_tokens"] * s["audio_out"],),
+        "audio_proj.norm.weight": (s["audio_out"],),
+        "audio_proj.norm.bias": (s["audio_out"],),
+    }
     for n in range(blocks):
         b = f"blocks.{n}."
         base[b + "modulation"] = (1, 6, d)
@@ -108,10 +150,25 @@ def write_checkpoint(folder: Path, blocks: int, s: dict, shard_bytes: float = 4e
     save_file({k: torch.randn(shape) * 0.02 for k, shape in audio.items()}, str(folder / "multitalk.safetensors"))
     weight_map.update({k: "multitalk.safetensors" for k in audio})
     (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": weight_map}))
-    (folder / "config.json").write_text(json.dumps({
-        "_class_name": "WanModel", "model_type": "i2v", "dim": s["dim"], "ffn_dim": s["ffn"], "freq_dim": s["freq_dim"],
-        "num_heads": s["heads"], "num_layers": blocks, "text_len": 512, "in_dim": 36, "out_dim": 16, "eps": 1e-6}))
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "WanModel",
+                "model_type": "i2v",
+                "dim": s["dim"],
+                "ffn_dim": s["ffn"],
+                "freq_dim": s["freq_dim"],
+                "num_heads": s["heads"],
+                "num_layers": blocks,
+                "text_len": 512,
+                "in_dim": 36,
+                "out_dim": 16,
+                "eps": 1e-6,
+            }
+        )
+    )
     return sum(torch.Size(v).numel() for v in {**base, **audio}.values())
 
 
@@ -146,9 +203,14 @@ def measure(folder: str, dtype: str, device: str, audio: dict) -> dict:
     thread.join()
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return {"seconds": seconds, "model_bytes": size, "peak_rss_bytes": peak_rss,
-            "peak_anon_bytes": peak_anon[0], "anon_before_bytes": before_anon,
-            "gpu_peak_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0}
+    return {
+        "seconds": seconds,
+        "model_bytes": size,
+        "peak_rss_bytes": peak_rss,
+        "peak_anon_bytes": peak_anon[0],
+        "anon_before_bytes": before_anon,
+        "gpu_peak_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,25 +242,48 @@ def main(argv: list[str] | None = None) -> int:
         written = time.perf_counter() - start
         disk = sum(f.stat().st_size for f in folder.iterdir())
         audio = {"audio_layers": shapes["audio_layers"], "audio_channels": shapes["audio_channels"]}
-        child = subprocess.run([sys.executable, __file__, "--measure", str(folder), "--dtype", args.dtype,
-                                "--device", args.device, "--audio", json.dumps(audio)], capture_output=True, text=True,
-                               env={**os.environ, "TQDM_DISABLE": "1"})
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                str(folder),
+                "--dtype",
+                args.dtype,
+                "--device",
+                args.device,
+                "--audio",
+                json.dumps(audio),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TQDM_DISABLE": "1"},
+        )
         if child.returncode:
             print(child.stderr, file=sys.stderr)
             return child.returncode
         result = json.loads(child.stdout.strip().splitlines()[-1])
-    result.update(blocks=blocks, width=shapes["dim"], params=params, disk_bytes=disk, write_seconds=written,
-                  dtype=args.dtype, device=args.device)
-    gib = 2 ** 30
+    result.update(
+        blocks=blocks,
+        width=shapes["dim"],
+        params=params,
+        disk_bytes=disk,
+        write_seconds=written,
+        dtype=args.dtype,
+        device=args.device,
+    )
+    gib = 2**30
     model = result["model_bytes"]
-    print(f"| blocks | params | on disk | load dtype -> device | load s | model | peak RSS (incl. mapped file) | "
-          f"peak anon | anon above start | RSS / model | anon / model |\n"
-          f"|---|---|---|---|---|---|---|---|---|---|---|\n"
-          f"| {blocks} of 40 (width {shapes['dim']}) | {params / 1e9:.2f} B | {disk / gib:.1f} GiB fp32 | "
-          f"{args.dtype} -> {args.device} | {result['seconds']:.1f} | {model / gib:.2f} GiB | "
-          f"{result['peak_rss_bytes'] / gib:.2f} GiB | {result['peak_anon_bytes'] / gib:.2f} GiB | "
-          f"{(result['peak_anon_bytes'] - result['anon_before_bytes']) / gib:.2f} GiB | "
-          f"{result['peak_rss_bytes'] / model:.2f} | {result['peak_anon_bytes'] / model:.2f} |")
+    print(
+        f"| blocks | params | on disk | load dtype -> device | load s | model | peak RSS (incl. mapped file) | "
+        f"peak anon | anon above start | RSS / model | anon / model |\n"
+        f"|---|---|---|---|---|---|---|---|---|---|---|\n"
+        f"| {blocks} of 40 (width {shapes['dim']}) | {params / 1e9:.2f} B | {disk / gib:.1f} GiB fp32 | "
+        f"{args.dtype} -> {args.device} | {result['seconds']:.1f} | {model / gib:.2f} GiB | "
+        f"{result['peak_rss_bytes'] / gib:.2f} GiB | {result['peak_anon_bytes'] / gib:.2f} GiB | "
+        f"{(result['peak_anon_bytes'] - result['anon_before_bytes']) / gib:.2f} GiB | "
+        f"{result['peak_rss_bytes'] / model:.2f} | {result['peak_anon_bytes'] / model:.2f} |"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -53,26 +53,34 @@ def main() -> None:
     for i, prompt in picks:
         batch = clips.stack([i])
         cells = batch["movers"][:, None]  # B, 1, T, h, w
-        texts = {"written": batch["text"], "flipped": pipe.encode_prompt([flipped(prompt)])[0].float()[None],
-                 "empty": empty[None]}
+        texts = {
+            "written": batch["text"],
+            "flipped": pipe.encode_prompt([flipped(prompt)])[0].float()[None],
+            "empty": empty[None],
+        }
         for sigma in SIGMAS:
             noise = torch.randn(batch["latents"].shape, generator=generator)
             velocity = {}
             for name, text in texts.items():
-                _, velocity[name] = predict_velocity(model, {**batch, "text": text}, torch.tensor([sigma]), noise,
-                                                     use_audio=False)
+                _, velocity[name] = predict_velocity(
+                    model, {**batch, "text": text}, torch.tensor([sigma]), noise, use_audio=False
+                )
                 error = (velocity[name] - (noise - batch["latents"])) ** 2
                 errors[sigma][name].append(float((error * cells).sum() / (cells.sum() * error.shape[1])))
             change = (velocity["flipped"] - velocity["written"]).norm() / velocity["written"].norm()
             errors[sigma]["moves"].append(float(change))
     print(f"# {args.model}: walker-cell loss on {len(picks)} walking clips, first frame given, no audio\n")
-    print("| noise level | prompt as written | direction flipped | no prompt | direction (flipped / written − 1) "
-          "| prompt (none / written − 1) | moves |")
+    print(
+        "| noise level | prompt as written | direction flipped | no prompt | direction (flipped / written − 1) "
+        "| prompt (none / written − 1) | moves |"
+    )
     print("|---|---|---|---|---|---|---|")
     for sigma, row in errors.items():
         written, flip, none = (np.mean(row[k]) for k in ("written", "flipped", "empty"))
-        print(f"| {sigma} | {written:.4f} | {flip:.4f} | {none:.4f} | {flip / written - 1:+.2%} | "
-              f"{none / written - 1:+.2%} | {np.mean(row['moves']):.2%} |")
+        print(
+            f"| {sigma} | {written:.4f} | {flip:.4f} | {none:.4f} | {flip / written - 1:+.2%} | "
+            f"{none / written - 1:+.2%} | {np.mean(row['moves']):.2%} |"
+        )
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 

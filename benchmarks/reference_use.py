@@ -47,25 +47,30 @@ def main() -> None:
     batches = []
     for group in clips.groups.values():  # one clip per sample, so "another sample's" reference is one
         group = [i for i in group if samples.index(samples[i]) == i][: args.clips]
-        batches += [group[i: i + 6] for i in range(0, len(group), 6)]
+        batches += [group[i : i + 6] for i in range(0, len(group), 6)]
     for picks in batches:
         batch = clips.stack(picks, motion=True)
         masks = batch["condition"][:, : -batch["latents"].shape[1]]
         given_frames = int(masks.amax((0, 1, 3, 4)).sum())  # how many latent frames are given
-        conditions = {"as cached": batch["condition"],
-                      "colours turned": recolor_given_frames(pipe, batch, config.motion_frames, 45.0, generator),
-                      "model's own": own_given_latents(model, batch, generator)}
+        conditions = {
+            "as cached": batch["condition"],
+            "colours turned": recolor_given_frames(pipe, batch, config.motion_frames, 45.0, generator),
+            "model's own": own_given_latents(model, batch, generator),
+        }
         for sigma in SIGMAS:
             noise = torch.randn(batch["latents"].shape, generator=generator)
             sigmas = torch.full((batch["latents"].shape[0],), sigma)
             for given, condition in conditions.items():
                 references = (batch["reference"], batch["reference"].roll(1, 0), torch.zeros_like(batch["reference"]))
                 for ref, reference in zip(REFERENCES, references, strict=True):
-                    error = velocity_error(model, {**batch, "condition": condition, "reference": reference}, sigmas,
-                                           noise, use_audio=True)
+                    error = velocity_error(
+                        model, {**batch, "condition": condition, "reference": reference}, sigmas, noise, use_audio=True
+                    )
                     errors[given, sigma, ref].append(float(error[:, :, given_frames:].mean()))
-    print(f"# {args.model}: loss after the given frames, {sum(map(len, batches))} cached continuation clips "
-          f"(up to {args.clips} per number of people)\n")
+    print(
+        f"# {args.model}: loss after the given frames, {sum(map(len, batches))} cached continuation clips "
+        f"(up to {args.clips} per number of people)\n"
+    )
     print("| given frames | noise level | true reference | another sample's | none | reads it (another / true − 1) |")
     print("|---|---|---|---|---|---|")
     for given in GIVEN:

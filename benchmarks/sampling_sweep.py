@@ -23,8 +23,13 @@ from multitalk.synthetic import make_sample, random_scene
 def setting(text: str) -> argparse.Namespace:
     try:
         frames, motion, steps, text_guidance, audio_guidance = text.split(",")
-        return argparse.Namespace(frames=int(frames), motion_frames=int(motion), steps=int(steps),
-                                  text_guidance=float(text_guidance), audio_guidance=float(audio_guidance))
+        return argparse.Namespace(
+            frames=int(frames),
+            motion_frames=int(motion),
+            steps=int(steps),
+            text_guidance=float(text_guidance),
+            audio_guidance=float(audio_guidance),
+        )
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: want FRAMES,MOTION_FRAMES,STEPS,TEXT_GUIDANCE,AUDIO_GUIDANCE")
 
@@ -39,12 +44,18 @@ def main() -> None:
     args = parser.parse_args()
     pipe = load_pipeline(args.model or default_model())
     size = pipe.config.buckets[0][0]
-    samples = [make_sample(random_scene(HELD_OUT + 200 + k, 2, args.seconds, mode, size, size, action=None))
-               for mode in ("add", "para") for k in range(args.scenes)]
-    print(f"# {args.model or 'the bundled demo model'}: {len(samples)} held-out 2-person scenes ({args.scenes} add, "
-          f"{args.scenes} para), {args.seconds:g} s each\n")
-    print("| clip frames | carried over | steps | guidance text / audio | lip-sync | binding acc. | colour drift | "
-          "time |")
+    samples = [
+        make_sample(random_scene(HELD_OUT + 200 + k, 2, args.seconds, mode, size, size, action=None))
+        for mode in ("add", "para")
+        for k in range(args.scenes)
+    ]
+    print(
+        f"# {args.model or 'the bundled demo model'}: {len(samples)} held-out 2-person scenes ({args.scenes} add, "
+        f"{args.scenes} para), {args.seconds:g} s each\n"
+    )
+    print(
+        "| clip frames | carried over | steps | guidance text / audio | lip-sync | binding acc. | colour drift | time |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for chosen in args.settings:
         chosen.seed, chosen.color_correction = args.seed, 0.0
@@ -52,9 +63,11 @@ def main() -> None:
         reports = [evaluate_sync(generate(pipe, s, s.tracks, chosen), s.scene, s.openings) for s in samples]
         sync = [v for r in reports for v in r.lip_sync if v is not None]
         binding = [r.binding_accuracy for r in reports if r.binding_accuracy is not None]
-        print(f"| {chosen.frames} | {chosen.motion_frames} | {chosen.steps} | {chosen.text_guidance:g} / "
-              f"{chosen.audio_guidance:g} | {np.mean(sync):.3f} | {np.mean(binding):.2f} | "
-              f"{np.mean([np.mean(r.color_drift) for r in reports]):.1f} | {time.perf_counter() - start:.0f} s |")
+        print(
+            f"| {chosen.frames} | {chosen.motion_frames} | {chosen.steps} | {chosen.text_guidance:g} / "
+            f"{chosen.audio_guidance:g} | {np.mean(sync):.3f} | {np.mean(binding):.2f} | "
+            f"{np.mean([np.mean(r.color_drift) for r in reports]):.1f} | {time.perf_counter() - start:.0f} s |"
+        )
 
 
 if __name__ == "__main__":

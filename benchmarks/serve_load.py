@@ -41,14 +41,22 @@ def main() -> None:
             write_wav(folder / f"p{i}.wav", track)
         server, base = serve_in_background(folder / "tiny", folder / "data", "--workers", str(args.workers))
         try:
-            request = {"prompt": sample.scene.prompt, "bboxes": sample.scene.bboxes(), "steps": 4, "frames": 9,
-                       "motion_frames": 3, "mode": "streaming"}
+            request = {
+                "prompt": sample.scene.prompt,
+                "bboxes": sample.scene.bboxes(),
+                "steps": 4,
+                "frames": 9,
+                "motion_frames": 3,
+                "mode": "streaming",
+            }
 
             def submit(_):
                 files = [("image", ("ref.png", (folder / "ref.png").read_bytes()))] + [
-                    ("audio", (f"p{i}.wav", (folder / f"p{i}.wav").read_bytes())) for i in range(2)]
-                return httpx.post(base + "/v1/jobs", files=files, data={"request": json.dumps(request)},
-                                  timeout=60).json()["id"]
+                    ("audio", (f"p{i}.wav", (folder / f"p{i}.wav").read_bytes())) for i in range(2)
+                ]
+                return httpx.post(
+                    base + "/v1/jobs", files=files, data={"request": json.dumps(request)}, timeout=60
+                ).json()["id"]
 
             start = time.perf_counter()
             with ThreadPoolExecutor(args.jobs) as pool:
@@ -67,13 +75,17 @@ def main() -> None:
     done = [j for j in jobs.values() if j["state"] == "done"]
     waits = np.array([j["started"] - j["created"] for j in done])
     runs = np.array([j["finished"] - j["started"] for j in done])
-    print(f"# serve load — {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, tiny random "
-          f"model, {args.workers} worker(s)\n")
+    print(
+        f"# serve load — {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, tiny random "
+        f"model, {args.workers} worker(s)\n"
+    )
     print("| jobs | done | lost | all submitted in | queue wait p50 | queue wait p95 | run p50 | total |")
     print("|---|---|---|---|---|---|---|---|")
     p50, p95 = np.percentile(waits, 50), np.percentile(waits, 95)
-    print(f"| {args.jobs} | {len(done)} | {args.jobs - len(jobs)} | {submitted:.2f} s | {p50:.1f} s | {p95:.1f} s"
-          f" | {np.percentile(runs, 50):.2f} s | {total:.1f} s |")
+    print(
+        f"| {args.jobs} | {len(done)} | {args.jobs - len(jobs)} | {submitted:.2f} s | {p50:.1f} s | {p95:.1f} s"
+        f" | {np.percentile(runs, 50):.2f} s | {total:.1f} s |"
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def teacher_forced(pipe, real: torch.Tensor, step_frames: int, motion_frames: in
     def from_real_frames(cond_frames, *args, **kwargs):
         k = next(calls)
         if k:
-            cond_frames = real[:, k * step_frames: k * step_frames + motion_frames]
+            cond_frames = real[:, k * step_frames : k * step_frames + motion_frames]
         return generate_clip(cond_frames, *args, **kwargs)
 
     pipe.generate_clip = from_real_frames
@@ -60,8 +60,10 @@ def main() -> None:
     size = pipe.config.buckets[0][0]
     sample = make_sample(random_scene(SCENE_SEED, 2, args.seconds, "add", size, size, action=None))
     scene, start = sample.scene, time.perf_counter()
-    print(f"# {args.model or 'the bundled demo model'}{' with VAE ' + args.vae if args.vae else ''}: one held-out "
-          f"2-person scene, {args.seconds:g} s, {describe_sampling(args)}\n")
+    print(
+        f"# {args.model or 'the bundled demo model'}{' with VAE ' + args.vae if args.vae else ''}: one held-out "
+        f"2-person scene, {args.seconds:g} s, {describe_sampling(args)}\n"
+    )
     print("| motion frames from | colour drift | heads found | lip-sync (per person) |")
     print("|---|---|---|---|")
     strips = []

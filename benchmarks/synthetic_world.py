@@ -34,8 +34,12 @@ def time_dataset(count: int, seconds: float, size: int) -> float:
 
 
 def blur(video: np.ndarray, sigma: float) -> np.ndarray:
-    return np.stack([gaussian_filter(frame.astype(np.float32), (sigma, sigma, 0)) for frame in video]).round()\
-        .clip(0, 255).astype(np.uint8)
+    return (
+        np.stack([gaussian_filter(frame.astype(np.float32), (sigma, sigma, 0)) for frame in video])
+        .round()
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
 
 
 def mp4_round_trip(video: np.ndarray, folder: str) -> np.ndarray:
@@ -65,16 +69,20 @@ def score_conditions(num_scenes: int, people: int, seconds: float) -> dict[str, 
 
 
 def table(rows: dict[str, list]) -> str:
-    lines = ["| video | lip-sync mean | lip-sync min | binding acc. | cross-talk | still mouth | colour drift |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| video | lip-sync mean | lip-sync min | binding acc. | cross-talk | still mouth | colour drift |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, reports in rows.items():
         sync = [v for r in reports for v in r.lip_sync if v is not None]
         binding = [r.binding_accuracy for r in reports if r.binding_accuracy is not None]
         cross = [v for r in reports for v in r.cross_talk]
         still = [v for r in reports for v in r.still_mouth if v is not None]
         drift = [v for r in reports for v in r.color_drift]
-        lines.append(f"| {name} | {np.mean(sync):.3f} | {np.min(sync):.3f} | {np.mean(binding):.3f} | "
-                     f"{np.mean(cross):.3f} | {np.mean(still):.3f} | {np.mean(drift):.1f} |")
+        lines.append(
+            f"| {name} | {np.mean(sync):.3f} | {np.min(sync):.3f} | {np.mean(binding):.3f} | "
+            f"{np.mean(cross):.3f} | {np.mean(still):.3f} | {np.mean(drift):.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -94,11 +102,15 @@ def main() -> None:
     parser.add_argument("--strip", help="also write a frame strip PNG of a two-person scene here")
     args = parser.parse_args()
 
-    print(f"# synthetic world — {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores\n")
+    print(
+        f"# synthetic world — {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores\n"
+    )
     elapsed = time_dataset(args.count, args.seconds, args.size)
-    print(f"`write_dataset` ({args.count} samples × {args.seconds:g} s at {args.size}×{args.size}, 1–3 people, "
-          f"mp4 + wavs + JSON): {elapsed:.1f} s ({elapsed / args.count:.2f} s per sample)\n")
+    print(
+        f"`write_dataset` ({args.count} samples × {args.seconds:g} s at {args.size}×{args.size}, 1–3 people, "
+        f"mp4 + wavs + JSON): {elapsed:.1f} s ({elapsed / args.count:.2f} s per sample)\n"
+    )
     for people in (2, 3):
         print(f"metrics on {args.scenes} {people}-person scenes (add and para, random actions), 5 s each:\n")
         print(table(score_conditions(args.scenes, people, args.seconds)) + "\n")

@@ -115,8 +115,9 @@ def main() -> None:
     rows = []
     for k in range(args.scenes):
         people = 2 + k % 2
-        sample = make_sample(random_scene(HELD_OUT + k, people, args.frames / 25 + 0.1, "para", args.size,
-                                          args.size, action=None))
+        sample = make_sample(
+            random_scene(HELD_OUT + k, people, args.frames / 25 + 0.1, "para", args.size, args.size, action=None)
+        )
         video = sample.video[: args.frames]
         x = torch.from_numpy(video).float().reshape(-1, window, *video.shape[1:]) / 127.5 - 1
         posterior = vae.encode(x.permute(0, 4, 1, 2, 3)).latent_dist  # windows, 3, F, H, W
@@ -128,37 +129,49 @@ def main() -> None:
         position = np.arange(args.frames) % window
         report = evaluate_sync(recon, sample.scene, sample.openings[:, : args.frames])
         truth = evaluate_sync(video, sample.scene, sample.openings[:, : args.frames])
-        rows.append({
-            "first": psnr(recon[position == 0], video[position == 0]),
-            "early": psnr(recon[(position >= 1) & (position < 9)], video[(position >= 1) & (position < 9)]),
-            "late": psnr(recon[position >= 9], video[position >= 9]),
-            "sync": np.mean([v for v in report.lip_sync if v is not None]),
-            "sync_truth": np.mean([v for v in truth.lip_sync if v is not None]),
-            "binding": report.binding_accuracy,
-            "noise": float(posterior.std.mean() / posterior.mean.std()),
-        })
+        rows.append(
+            {
+                "first": psnr(recon[position == 0], video[position == 0]),
+                "early": psnr(recon[(position >= 1) & (position < 9)], video[(position >= 1) & (position < 9)]),
+                "late": psnr(recon[position >= 9], video[position >= 9]),
+                "sync": np.mean([v for v in report.lip_sync if v is not None]),
+                "sync_truth": np.mean([v for v in truth.lip_sync if v is not None]),
+                "binding": report.binding_accuracy,
+                "noise": float(posterior.std.mean() / posterior.mean.std()),
+            }
+        )
         if args.round_trips:
-            rows[-1]["trip1"], rows[-1]["tripN"], shift = round_trips(vae, video[window - 5: window], args.round_trips)
+            rows[-1]["trip1"], rows[-1]["tripN"], shift = round_trips(vae, video[window - 5 : window], args.round_trips)
             rows[-1]["shift"] = float(np.abs(shift).max())
         if args.baselines:
             for name, degraded in (("time", average_time(video, window)), ("space", average_space(video))):
                 lip_sync = evaluate_sync(degraded, sample.scene, sample.openings[:, : args.frames]).lip_sync
                 rows[-1][name] = np.mean([v for v in lip_sync if v is not None])
     mean = {key: float(np.mean([r[key] for r in rows if r[key] is not None])) for key in rows[0]}
-    print(f"# {args.vae}: {args.scenes} held-out scenes, {args.frames} frames at {args.size}px in "
-          f"{args.frames // window} window(s) ({time.perf_counter() - start:.0f} s)\n")
-    print("| PSNR frame 0 | PSNR 1-8 | PSNR 9+ | lip-sync (recon.) | lip-sync (original) | binding (recon.) | "
-          "posterior std / spread of means |")
+    print(
+        f"# {args.vae}: {args.scenes} held-out scenes, {args.frames} frames at {args.size}px in "
+        f"{args.frames // window} window(s) ({time.perf_counter() - start:.0f} s)\n"
+    )
+    print(
+        "| PSNR frame 0 | PSNR 1-8 | PSNR 9+ | lip-sync (recon.) | lip-sync (original) | binding (recon.) | "
+        "posterior std / spread of means |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {mean['first']:.1f} dB | {mean['early']:.1f} dB | {mean['late']:.1f} dB | {mean['sync']:.3f} | "
-          f"{mean['sync_truth']:.3f} | {mean['binding']:.2f} | {mean['noise']:.2f} |")
+    print(
+        f"| {mean['first']:.1f} dB | {mean['early']:.1f} dB | {mean['late']:.1f} dB | {mean['sync']:.3f} | "
+        f"{mean['sync_truth']:.3f} | {mean['binding']:.2f} | {mean['noise']:.2f} |"
+    )
     if args.round_trips:
-        print(f"\nthe last 5 frames of a window through the VAE again and again: PSNR {mean['trip1']:.1f} dB after "
-              f"1 trip, {mean['tripN']:.1f} dB after {args.round_trips}; largest mean colour shift "
-              f"{mean['shift']:.1f} (0-255)")
+        print(
+            f"\nthe last 5 frames of a window through the VAE again and again: PSNR {mean['trip1']:.1f} dB after "
+            f"1 trip, {mean['tripN']:.1f} dB after {args.round_trips}; largest mean colour shift "
+            f"{mean['shift']:.1f} (0-255)"
+        )
     if args.baselines:
-        print(f"\nlip-sync of the originals with each latent frame's 4 video frames averaged: {mean['time']:.3f}; "
-              f"with 8×8 pixel blocks averaged: {mean['space']:.3f}")
+        print(
+            f"\nlip-sync of the originals with each latent frame's 4 video frames averaged: {mean['time']:.3f}; "
+            f"with 8×8 pixel blocks averaged: {mean['space']:.3f}"
+        )
 
 
 if __name__ == "__main__":

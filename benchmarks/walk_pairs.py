@@ -45,8 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=1.0,
-                        help="scene length (1 s: the walk fits inside the first 17-frame clip)")
+    parser.add_argument(
+        "--seconds", type=float, default=1.0, help="scene length (1 s: the walk fits inside the first 17-frame clip)"
+    )
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--people", default="1", help="people per scene, N or a range LOW-HIGH (one of them walks)")
     args = parser.parse_args()

@@ -27,13 +27,16 @@ def main() -> None:
     write_image(HERE / "duet" / "ref.png", duet.video[0])
     for i, track in enumerate(duet.tracks):
         write_wav(HERE / "duet" / f"person{i + 1}.wav", track)
-    write("duet", {
-        "prompt": duet.scene.prompt,
-        "cond_image": "examples/duet/ref.png",
-        "audio_type": "para",
-        "cond_audio": {"person1": "examples/duet/person1.wav", "person2": "examples/duet/person2.wav"},
-        "bbox": {f"person{i + 1}": box for i, box in enumerate(duet.scene.bboxes())},
-    })
+    write(
+        "duet",
+        {
+            "prompt": duet.scene.prompt,
+            "cond_image": "examples/duet/ref.png",
+            "audio_type": "para",
+            "cond_audio": {"person1": "examples/duet/person1.wav", "person2": "examples/duet/person2.wav"},
+            "bbox": {f"person{i + 1}": box for i, box in enumerate(duet.scene.bboxes())},
+        },
+    )
 
     # the official "add" form: each file holds only that person's speech; person 2 answers person 1
     turns = make_sample(random_scene(12, 2, 4.0, "para", width=128, height=128, action=None))
@@ -41,19 +44,28 @@ def main() -> None:
     for i, track in enumerate(turns.tracks):
         spoken = np.flatnonzero(np.abs(track) > 1e-4)
         write_wav(HERE / "turns" / f"person{i + 1}.wav", track[spoken[0] : spoken[-1] + 1] if spoken.size else track)
-    write("turns", {
-        "prompt": turns.scene.prompt,
-        "cond_image": "examples/turns/ref.png",
-        "audio_type": "add",
-        "cond_audio": {"person1": "examples/turns/person1.wav", "person2": "examples/turns/person2.wav"},
-    })
+    write(
+        "turns",
+        {
+            "prompt": turns.scene.prompt,
+            "cond_image": "examples/turns/ref.png",
+            "audio_type": "add",
+            "cond_audio": {"person1": "examples/turns/person1.wav", "person2": "examples/turns/person2.wav"},
+        },
+    )
 
     # one person, no boxes
     solo = make_sample(random_scene(13, 1, 3.0, "add", width=128, height=128, action=None))
     write_image(HERE / "solo" / "ref.png", solo.video[0])
     write_wav(HERE / "solo" / "person1.wav", solo.tracks[0])
-    write("solo", {"prompt": solo.scene.prompt, "cond_image": "examples/solo/ref.png",
-                   "cond_audio": {"person1": "examples/solo/person1.wav"}})
+    write(
+        "solo",
+        {
+            "prompt": solo.scene.prompt,
+            "cond_image": "examples/solo/ref.png",
+            "cond_audio": {"person1": "examples/solo/person1.wav"},
+        },
+    )
 
 
 def dub() -> None:
@@ -63,13 +75,16 @@ def dub() -> None:
     write_video(HERE / "dub" / "source.mp4", source.video, 25, audio=np.sum(source.tracks, axis=0))
     for i, track in enumerate(voices):
         write_wav(HERE / "dub" / f"person{i + 1}.wav", track)
-    write("dub", {
-        "prompt": source.scene.prompt,
-        "cond_video": "examples/dub/source.mp4",
-        "audio_type": "para",
-        "cond_audio": {"person1": "examples/dub/person1.wav", "person2": "examples/dub/person2.wav"},
-        "bbox": {f"person{i + 1}": box for i, box in enumerate(source.scene.bboxes())},
-    })
+    write(
+        "dub",
+        {
+            "prompt": source.scene.prompt,
+            "cond_video": "examples/dub/source.mp4",
+            "audio_type": "para",
+            "cond_audio": {"person1": "examples/dub/person1.wav", "person2": "examples/dub/person2.wav"},
+            "bbox": {f"person{i + 1}": box for i, box in enumerate(source.scene.bboxes())},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,17 @@ def write_wav2vec2(folder: Path) -> Path:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     torch.manual_seed(3)
-    config = Wav2Vec2Config(hidden_size=W2V["channels"], num_hidden_layers=W2V["layers"], num_attention_heads=2,
-                            intermediate_size=16, conv_dim=(8,) * 7, num_conv_pos_embeddings=16,
-                            num_conv_pos_embedding_groups=2, feat_extract_norm="group", do_stable_layer_norm=False)
+    config = Wav2Vec2Config(
+        hidden_size=W2V["channels"],
+        num_hidden_layers=W2V["layers"],
+        num_attention_heads=2,
+        intermediate_size=16,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+    )
     Wav2Vec2Model(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
     return folder
@@ -43,8 +51,9 @@ def write_original_folder(folder: Path, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     dit = ReferenceMultiTalk.randomize(ReferenceMultiTalk(clip_dim=CLIP_DIM)).eval()
     write_official_layout(dit, folder)
-    (folder / "config.json").write_text(json.dumps({"_class_name": "WanModel", "_diffusers_version": "0.30.0",
-                                                    **OFFICIAL_CONFIG}))
+    (folder / "config.json").write_text(
+        json.dumps({"_class_name": "WanModel", "_diffusers_version": "0.30.0", **OFFICIAL_CONFIG})
+    )
     tokenizer = folder / "google" / "umt5-xxl"
     shutil.copytree(minilm_path(), tokenizer, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.onnx"))
     from transformers import AutoTokenizer

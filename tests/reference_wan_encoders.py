@@ -68,8 +68,10 @@ class RelativeBias(nn.Module):
         bucket = (rel > 0).long() * half
         rel = rel.abs()
         exact = half // 2
-        large = exact + (torch.log(rel.float().clamp_min(1) / exact) / math.log(self.max_dist / exact)
-                         * (half - exact)).long()
+        large = (
+            exact
+            + (torch.log(rel.float().clamp_min(1) / exact) / math.log(self.max_dist / exact) * (half - exact)).long()
+        )
         bucket = bucket + torch.where(rel < exact, rel, large.clamp_max(half - 1))
         return self.embedding(bucket).permute(2, 0, 1)[None]
 

@@ -42,9 +42,13 @@ def files(tmp_path_factory):
 def upload(files, request=None, image="ref.png", audio=("p1.wav", "p2.wav")):
     folder, boxes = files
     body = {"prompt": "two people talk", "bboxes": boxes, **FAST, **(request or {})}
-    return {"files": [("image", (image, (folder / image).read_bytes())),
-                      *[("audio", (a, (folder / a).read_bytes())) for a in audio]],
-            "data": {"request": json.dumps(body)}}
+    return {
+        "files": [
+            ("image", (image, (folder / image).read_bytes())),
+            *[("audio", (a, (folder / a).read_bytes())) for a in audio],
+        ],
+        "data": {"request": json.dumps(body)},
+    }
 
 
 def wait(client, job_id, states=("done", "failed", "cancelled"), timeout=60, headers=None):
@@ -80,14 +84,17 @@ def test_submit_poll_download(client, files, tmp_path):
     assert "multitalk" in client.get("/").text
 
 
-@pytest.mark.parametrize("kwargs, status, message", [
-    (dict(image="notes.txt"), 400, "not a readable image"),
-    (dict(audio=("empty.wav", "p2.wav")), 400, "empty"),
-    (dict(request={"bboxes": [[0, 0, 30, 40]] * 3}), 400, "3 bboxes for 2"),
-    (dict(request={"colour": "blue"}), 400, "unknown fields"),
-    (dict(request={"frames": 10}), 400, "4k+1"),
-    (dict(request={"prompt": ""}), 400, "prompt is required"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, message",
+    [
+        (dict(image="notes.txt"), 400, "not a readable image"),
+        (dict(audio=("empty.wav", "p2.wav")), 400, "empty"),
+        (dict(request={"bboxes": [[0, 0, 30, 40]] * 3}), 400, "3 bboxes for 2"),
+        (dict(request={"colour": "blue"}), 400, "unknown fields"),
+        (dict(request={"frames": 10}), 400, "4k+1"),
+        (dict(request={"prompt": ""}), 400, "prompt is required"),
+    ],
+)
 def test_bad_uploads_get_4xx_and_never_enter_the_queue(client, files, kwargs, status, message):
     request = kwargs.pop("request", None)
     response = client.post("/v1/jobs", **upload(files, request, **kwargs))
@@ -159,8 +166,10 @@ def test_sigkill_mid_job_then_restart_finishes_the_same_video(model_dir, files, 
                     time.sleep(0.05)
                 (tmp_path / f"{job_id}.mp4").write_bytes(http.get(f"/v1/jobs/{job_id}/video").content)
         # the frames each video was encoded from (the jobs' finished clips) are identical
-        frames = [np.concatenate([np.load(p) for p in sorted((tmp_path / "data" / "jobs" / j / "work").glob("clip_*"))])
-                  for j in (killed, fresh)]
+        frames = [
+            np.concatenate([np.load(p) for p in sorted((tmp_path / "data" / "jobs" / j / "work").glob("clip_*"))])
+            for j in (killed, fresh)
+        ]
         assert np.array_equal(*frames)
         a, _ = read_video(tmp_path / f"{killed}.mp4")
         b, _ = read_video(tmp_path / f"{fresh}.mp4")

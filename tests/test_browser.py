@@ -15,8 +15,16 @@ from multitalk.random_pipeline import random_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 def _requirements() -> str | None:
@@ -51,8 +59,9 @@ def test_page_generates_the_duet_example_and_plays_it(tmp_path):
             try:
                 page.wait_for_selector("#video", timeout=120_000)
             except Exception:
-                raise AssertionError(f"no video: status {page.inner_text('#status')!r}, "
-                                     f"form {page.inner_text('#form-error')!r}") from None
+                raise AssertionError(
+                    f"no video: status {page.inner_text('#status')!r}, form {page.inner_text('#form-error')!r}"
+                ) from None
             assert page.eval_on_selector("#progress", "p => p.value") == 1
             page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=30_000)
             page.eval_on_selector("#video", "v => v.play()")

@@ -24,12 +24,12 @@ def test_duet_example_renders_with_the_bundled_model(tmp_path, monkeypatch):
     """Without --model the CLI takes the bundled model; the duet comes out at its training size, with sound."""
     monkeypatch.chdir(REPO)
     out = tmp_path / "duet.mp4"
-    assert main(["generate", "examples/duet.json", "-o", str(out), "--max-frames", "17", "--steps", "2",
-                 "--quiet"]) == 0
+    assert (
+        main(["generate", "examples/duet.json", "-o", str(out), "--max-frames", "17", "--steps", "2", "--quiet"]) == 0
+    )
     info = probe(out)
     assert info["video"]["frames"] == 17 and info["audio"]["codec"] == "aac"
     with av.open(str(out)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert frames[0].shape == (64, 64, 3)
     assert np.std(frames[-1]) > 10  # a picture, not a flat field
-

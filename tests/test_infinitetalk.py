@@ -64,8 +64,9 @@ def test_infinitetalk_default_carries_9_frames(pipe):
 
     pipe.generate_clip = spy
     try:  # 13-frame clips: 25 motion frames (MultiTalk's default) would not even fit
-        pipe(video=video, audio=voices, prompt="two people talk", num_frames=13, num_inference_steps=1,
-             mode="streaming")
+        pipe(
+            video=video, audio=voices, prompt="two people talk", num_frames=13, num_inference_steps=1, mode="streaming"
+        )
     finally:
         del pipe.generate_clip
     assert seen == [1, 9, 9]  # the reference alone, then the previous clip's last 9 frames
@@ -93,9 +94,17 @@ def test_clip_scheme_on_the_transformer_inputs(pipe, monkeypatch):
     monkeypatch.setattr(pipe.transformer, "forward", forward)
     monkeypatch.setattr(torch, "randn", randn)
     steps, passes = 2, 3
-    pipe(video=video, audio=voices, prompt="two people talk", num_frames=9, motion_frames=5,
-         num_inference_steps=steps,
-         mode="streaming", size=(64, 64), color_correction=0.0)
+    pipe(
+        video=video,
+        audio=voices,
+        prompt="two people talk",
+        num_frames=9,
+        motion_frames=5,
+        num_inference_steps=steps,
+        mode="streaming",
+        size=(64, 64),
+        color_correction=0.0,
+    )
     clips = 3  # 17 frames: 9 + 4 + 4
     assert len(calls) == clips * steps * passes
     latent, motion = (16, 3, 8, 8), (16, 2, 8, 8)
@@ -118,9 +127,16 @@ def test_clip_scheme_on_the_transformer_inputs(pipe, monkeypatch):
 
 def test_image_mode_uses_the_same_reference_every_clip(pipe):
     video, voices = _inputs(17)
-    out = pipe(image=video[0], audio=voices, prompt="two people talk", num_frames=9, motion_frames=5,
-               num_inference_steps=1,
-               mode="streaming", size=(64, 64))
+    out = pipe(
+        image=video[0],
+        audio=voices,
+        prompt="two people talk",
+        num_frames=9,
+        motion_frames=5,
+        num_inference_steps=1,
+        mode="streaming",
+        size=(64, 64),
+    )
     assert out.frames.shape == (17, 64, 64, 3)
 
 
@@ -169,14 +185,39 @@ def test_bad_videos_are_one_line_errors_exit_2(kind, tmp_path, capsys):
     with pytest.raises(MultiTalkInputError):
         read_video_frames(path)
     write_wav(tmp_path / "v.wav", (0.1 * np.ones(16000)).astype(np.float32))
-    code = main(["generate", "--video", str(path), "--audio", str(tmp_path / "v.wav"), "--prompt", "p",
-                 "-o", str(tmp_path / "out.mp4")])
+    code = main(
+        [
+            "generate",
+            "--video",
+            str(path),
+            "--audio",
+            str(tmp_path / "v.wav"),
+            "--prompt",
+            "p",
+            "-o",
+            str(tmp_path / "out.mp4"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "video" in err[0]
     assert not (tmp_path / "out.mp4").exists()
 
 
 def test_dub_example_runs_with_the_bundled_model(tmp_path):
-    assert main(["generate", "examples/dub.json", "--variant", "infinitetalk", "--steps", "1", "--quiet",
-                 "-o", str(tmp_path / "dub.mp4")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "examples/dub.json",
+                "--variant",
+                "infinitetalk",
+                "--steps",
+                "1",
+                "--quiet",
+                "-o",
+                str(tmp_path / "dub.mp4"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "dub.mp4").stat().st_size > 0

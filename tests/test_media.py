@@ -31,14 +31,17 @@ def test_audio_is_resampled_to_16k_mono(tmp_path):
     assert samples.dtype == np.float32 and samples.ndim == 1 and abs(samples.size - 16000) < 200
 
 
-@pytest.mark.parametrize("content, reader, message", [
-    (None, read_audio, "not found"),
-    (b"", read_audio, "is empty"),
-    (b"this is not audio at all" * 20, read_audio, "audio"),
-    (b"RIFF\x00\x00\x00\x00WAVEjunk", read_audio, "audio"),
-    (None, read_image, "not found"),
-    (b"plain text, not a picture", read_image, "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "content, reader, message",
+    [
+        (None, read_audio, "not found"),
+        (b"", read_audio, "is empty"),
+        (b"this is not audio at all" * 20, read_audio, "audio"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", read_audio, "audio"),
+        (None, read_image, "not found"),
+        (b"plain text, not a picture", read_image, "not a readable image"),
+    ],
+)
 def test_bad_files_give_one_line_errors(tmp_path, content, reader, message):
     path = tmp_path / "input.bin"
     if content is not None:

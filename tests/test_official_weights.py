@@ -35,8 +35,9 @@ def original(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pipe(original):
     root, _ = original
-    pipe = load_pipeline(root / "Wan2.1-I2V-14B-480P", audio_encoder=root / "chinese-wav2vec2-base",
-                         torch_dtype=torch.float32)
+    pipe = load_pipeline(
+        root / "Wan2.1-I2V-14B-480P", audio_encoder=root / "chinese-wav2vec2-base", torch_dtype=torch.float32
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -90,8 +91,11 @@ def test_bfloat16_load_keeps_what_transformers_keeps_in_float32(tmp_path):
 
 def test_a_shared_position_bias_t5_is_refused(tmp_path):
     state = WanT5Encoder().state_dict()
-    state = {k.replace("blocks.0.pos_embedding", "pos_embedding"): v for k, v in state.items()
-             if "pos_embedding" not in k or k.startswith("blocks.0.")}
+    state = {
+        k.replace("blocks.0.pos_embedding", "pos_embedding"): v
+        for k, v in state.items()
+        if "pos_embedding" not in k or k.startswith("blocks.0.")
+    }
     torch.save(state, tmp_path / "t5.pth")
     with pytest.raises(CheckpointError, match="one per layer"):
         load_umt5(tmp_path / "t5.pth")
@@ -112,8 +116,12 @@ def test_original_folder_loads_with_every_component_equal_to_its_file(pipe, orig
         got = pipe.text_encoder(input_ids=ids.input_ids, attention_mask=ids.attention_mask).last_hidden_state
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
         x = torch.randn(1, 3, 224, 224)
-        torch.testing.assert_close(pipe.image_encoder(pixel_values=x, output_hidden_states=True).hidden_states[-2],
-                                   models["clip"].visual(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            pipe.image_encoder(pixel_values=x, output_hidden_states=True).hidden_states[-2],
+            models["clip"].visual(x),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     assert pipe.vae.config.base_dim == 8 and pipe.vae.config.z_dim == 16
 
 
@@ -131,27 +139,74 @@ def test_cli_runs_the_original_folder(original, tmp_path, request_inputs):
     write_image(tmp_path / "ref.png", image)
     for i, voice in enumerate(voices):
         write_wav(tmp_path / f"v{i}.wav", voice)
-    code = main(["generate", "--model", str(root / "Wan2.1-I2V-14B-480P"), "--audio-encoder",
-                 str(root / "chinese-wav2vec2-base"), "--image", str(tmp_path / "ref.png"), "--audio",
-                 str(tmp_path / "v0.wav"), "--audio", str(tmp_path / "v1.wav"), "--prompt", "two people talk",
-                 "--size", "64x64", "--frames", "5", "--steps", "1", "--mode", "clip", "--quiet",
-                 "-o", str(tmp_path / "out.mp4")])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(root / "Wan2.1-I2V-14B-480P"),
+            "--audio-encoder",
+            str(root / "chinese-wav2vec2-base"),
+            "--image",
+            str(tmp_path / "ref.png"),
+            "--audio",
+            str(tmp_path / "v0.wav"),
+            "--audio",
+            str(tmp_path / "v1.wav"),
+            "--prompt",
+            "two people talk",
+            "--size",
+            "64x64",
+            "--frames",
+            "5",
+            "--steps",
+            "1",
+            "--mode",
+            "clip",
+            "--quiet",
+            "-o",
+            str(tmp_path / "out.mp4"),
+        ]
+    )
     assert code == 0 and (tmp_path / "out.mp4").stat().st_size > 0
 
 
-def test_convert_writes_a_folder_that_loads_in_one_call_and_gives_the_same_frames(original, pipe, tmp_path,
-                                                                                  request_inputs):
+def test_convert_writes_a_folder_that_loads_in_one_call_and_gives_the_same_frames(
+    original, pipe, tmp_path, request_inputs
+):
     root, _ = original
     out = tmp_path / "converted"
-    assert main(["convert", str(root / "Wan2.1-I2V-14B-480P"), str(out), "--audio-encoder",
-                 str(root / "chinese-wav2vec2-base"), "--dtype", "float32"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(root / "Wan2.1-I2V-14B-480P"),
+                str(out),
+                "--audio-encoder",
+                str(root / "chinese-wav2vec2-base"),
+                "--dtype",
+                "float32",
+            ]
+        )
+        == 0
+    )
     again = load_pipeline(out)
     assert again.config.processing == pipe.config.processing and again.config.buckets == "multitalk-480"
     image, voices = request_inputs
-    assert np.array_equal(again(image, voices, "two people talk", **SMALL).frames,
-                          pipe(image, voices, "two people talk", **SMALL).frames)
-    assert main(["convert", str(root / "Wan2.1-I2V-14B-480P"), str(out), "--audio-encoder",
-                 str(root / "chinese-wav2vec2-base")]) == 2  # never over an existing folder
+    assert np.array_equal(
+        again(image, voices, "two people talk", **SMALL).frames, pipe(image, voices, "two people talk", **SMALL).frames
+    )
+    assert (
+        main(
+            [
+                "convert",
+                str(root / "Wan2.1-I2V-14B-480P"),
+                str(out),
+                "--audio-encoder",
+                str(root / "chinese-wav2vec2-base"),
+            ]
+        )
+        == 2
+    )  # never over an existing folder
 
 
 def _copy_without_audio(original, target):
@@ -186,8 +241,9 @@ def test_missing_audio_weights_and_tokenizer_are_clear_errors(original, tmp_path
         load_pipeline(folder, audio_encoder=root / "chinese-wav2vec2-base")
     shutil.rmtree(folder / "google")
     with pytest.raises(CheckpointError, match="umt5-xxl"):
-        load_pipeline(folder, audio_encoder=root / "chinese-wav2vec2-base",
-                      multitalk_weights=tmp_path / "audio.safetensors")
+        load_pipeline(
+            folder, audio_encoder=root / "chinese-wav2vec2-base", multitalk_weights=tmp_path / "audio.safetensors"
+        )
 
 
 # --------------------------------------------------------------------------- the official rules
@@ -260,8 +316,9 @@ def test_lab_colour_correction_matches_the_rule():
     video = torch.rand(3, 2, 8, 8) * 2 - 1
     reference = torch.rand(3, 8, 8) * 1.5 - 0.9
     for strength in (1.0, 0.4):
-        torch.testing.assert_close(color_correct(video, reference, strength), _official_colour(video, reference,
-                                                                                                strength))
+        torch.testing.assert_close(
+            color_correct(video, reference, strength), _official_colour(video, reference, strength)
+        )
     assert color_correct(video, reference, 0.0) is video
     with pytest.raises(ValueError):
         color_correct(video, reference, 1.5)
@@ -324,9 +381,17 @@ def test_noise_draw_order_and_timesteps_as_the_official_sampler(pipe, request_in
     monkeypatch.setattr(pipe.transformer, "forward", forward)
     steps = 2
     voices_long = [np.tile(v, 1)[: int(16000 * 9 / 25)] for v in voices]  # 9 frames: 5-frame clips, 1 motion
-    pipe(image, voices_long, "two people talk", size=(64, 64), num_frames=5, motion_frames=1,
-         num_inference_steps=steps,
-         mode="streaming", generator=torch.Generator().manual_seed(7))
+    pipe(
+        image,
+        voices_long,
+        "two people talk",
+        size=(64, 64),
+        num_frames=5,
+        motion_frames=1,
+        num_inference_steps=steps,
+        mode="streaming",
+        generator=torch.Generator().manual_seed(7),
+    )
     latent = (16, 2, 8, 8)
     motion = (16, 1, 8, 8)
     clips = 2  # 9 frames = 5 + 4
@@ -337,7 +402,7 @@ def test_noise_draw_order_and_timesteps_as_the_official_sampler(pipe, request_in
     # the first call of the first clip sees the pure noise at t = 1000
     assert seen[0][0] == 1000.0 and torch.equal(seen[0][1][0], draws[0][1].reshape(latent))
     timesteps = shifted_timesteps(steps, 7.0)
-    assert [t for t, _ in seen[:3 * steps:3]] == timesteps[:-1].tolist()
+    assert [t for t, _ in seen[: 3 * steps : 3]] == timesteps[:-1].tolist()
 
 
 def test_english_negative_prompt_by_default_and_prompts_cleaned(pipe, request_inputs, monkeypatch):

@@ -83,8 +83,9 @@ def test_fit_clips_cuts_the_last_clip_to_the_audio(pipe, duet, monkeypatch):
 
 def test_same_seed_same_frames(pipe, duet):
     def run(seed):
-        return pipe(duet.video[0], duet.tracks, "talk", generator=torch.Generator().manual_seed(seed), mode="clip",
-                    **FAST).frames
+        return pipe(
+            duet.video[0], duet.tracks, "talk", generator=torch.Generator().manual_seed(seed), mode="clip", **FAST
+        ).frames
 
     a, b, c = run(1), run(1), run(2)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
@@ -96,11 +97,27 @@ def test_old_keyword_names_still_work_with_one_warning_each(pipe, duet, recwarn)
 
     pipeline_module._WARNED.clear()
     seen = []
-    old = pipe(duet.video[0], duet.tracks, "talk", mode="clip", steps=2, num_frames=9, seed=3, progress=False,
-               callback=lambda clip, clips, step, steps: seen.append((clip, clips, step, steps))).frames
+    old = pipe(
+        duet.video[0],
+        duet.tracks,
+        "talk",
+        mode="clip",
+        steps=2,
+        num_frames=9,
+        seed=3,
+        progress=False,
+        callback=lambda clip, clips, step, steps: seen.append((clip, clips, step, steps)),
+    ).frames
     pipe(duet.video[0], duet.tracks, "talk", mode="clip", steps=2, num_frames=9, seed=3, progress=False)
-    new = pipe(duet.video[0], duet.tracks, "talk", mode="clip", num_inference_steps=2, num_frames=9,
-               generator=torch.Generator().manual_seed(3)).frames
+    new = pipe(
+        duet.video[0],
+        duet.tracks,
+        "talk",
+        mode="clip",
+        num_inference_steps=2,
+        num_frames=9,
+        generator=torch.Generator().manual_seed(3),
+    ).frames
     assert np.array_equal(old, new) and seen == [(0, 1, 1, 2), (0, 1, 2, 2)]
     names = sorted(str(w.message).split("`")[1] for w in recwarn if issubclass(w.category, FutureWarning))
     assert names == ["callback", "progress", "seed", "steps"]  # once each
@@ -124,8 +141,9 @@ def test_callback_on_step_end_sees_and_may_replace_the_latents(pipe, duet):
 
 def test_guidance_formulas():
     cond, no_text, uncond = (torch.randn(1, 2, 3, 4, 4) for _ in range(3))
-    assert torch.allclose(three_pass(cond, no_text, uncond, 5.0, 4.0),
-                          uncond + 5 * (cond - no_text) + 4 * (no_text - uncond))
+    assert torch.allclose(
+        three_pass(cond, no_text, uncond, 5.0, 4.0), uncond + 5 * (cond - no_text) + 4 * (no_text - uncond)
+    )
     assert torch.allclose(two_pass(cond, uncond, 3.0), uncond + 3 * (cond - uncond))
     # scale 1 everywhere: the conditional prediction itself
     assert torch.allclose(three_pass(cond, no_text, uncond, 1.0, 1.0), cond, atol=1e-6)
@@ -137,8 +155,13 @@ def test_passes_per_step_and_what_each_pass_sees(pipe, duet, monkeypatch, text_g
     seen, forward = [], pipe.transformer.forward
 
     def spy(*args, **kwargs):
-        seen.append((kwargs["audio"].shape[1], float(kwargs["audio"].abs().sum()) == 0.0,
-                     kwargs["encoder_hidden_states"].shape[1]))
+        seen.append(
+            (
+                kwargs["audio"].shape[1],
+                float(kwargs["audio"].abs().sum()) == 0.0,
+                kwargs["encoder_hidden_states"].shape[1],
+            )
+        )
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(pipe.transformer, "forward", spy)
@@ -197,8 +220,21 @@ def test_masks_buckets_and_audio_types():
 
 
 def _gen(model_dir, *argv):
-    return main(["generate", *argv, "--model", str(model_dir), "--steps", "1", "--frames", "9",
-                 "--motion-frames", "3", "--quiet"])
+    return main(
+        [
+            "generate",
+            *argv,
+            "--model",
+            str(model_dir),
+            "--steps",
+            "1",
+            "--frames",
+            "9",
+            "--motion-frames",
+            "3",
+            "--quiet",
+        ]
+    )
 
 
 @pytest.mark.parametrize("example", ["duet", "turns", "solo"])
@@ -221,9 +257,30 @@ def test_flags_without_json_and_save_frames(model_dir, tmp_path, duet):
     write_wav(tmp_path / "a.wav", duet.tracks[0])
     write_wav(tmp_path / "b.wav", duet.tracks[1])
     boxes = [",".join(map(str, b)) for b in duet.scene.bboxes()]
-    assert _gen(model_dir, "--image", str(tmp_path / "ref.png"), "--audio", str(tmp_path / "a.wav"), "--audio",
-                str(tmp_path / "b.wav"), "--prompt", "two people", "--bbox", boxes[0], "--bbox", boxes[1],
-                "--mode", "clip", "-o", str(tmp_path / "o.mp4"), "--save-frames", str(tmp_path / "frames")) == 0
+    assert (
+        _gen(
+            model_dir,
+            "--image",
+            str(tmp_path / "ref.png"),
+            "--audio",
+            str(tmp_path / "a.wav"),
+            "--audio",
+            str(tmp_path / "b.wav"),
+            "--prompt",
+            "two people",
+            "--bbox",
+            boxes[0],
+            "--bbox",
+            boxes[1],
+            "--mode",
+            "clip",
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--save-frames",
+            str(tmp_path / "frames"),
+        )
+        == 0
+    )
     video, _ = read_video(tmp_path / "o.mp4")
     assert video.shape[0] == 9 and len(list((tmp_path / "frames").glob("*.png"))) == 9
 
@@ -265,14 +322,21 @@ BAD = [
 @pytest.mark.parametrize("override, message", BAD, ids=[m for _, m in BAD])
 def test_bad_input_is_one_line_exit_2_and_no_output(model_dir, inputs, monkeypatch, capsys, override, message):
     monkeypatch.chdir(inputs)
-    argv = {"--image": ["ref.png"], "--audio": ["a.wav", "b.wav"], "--prompt": ["two people"],
-            "--model": [str(model_dir)], "--steps": ["1"], "--frames": ["9"]}
+    argv = {
+        "--image": ["ref.png"],
+        "--audio": ["a.wav", "b.wav"],
+        "--prompt": ["two people"],
+        "--model": [str(model_dir)],
+        "--steps": ["1"],
+        "--frames": ["9"],
+    }
     for flag in dict.fromkeys(override[::2]):  # replace whole flags given by the case
         argv[flag] = []
     for flag, value in zip(override[::2], override[1::2]):
         argv[flag].append(value)
-    args = ["generate", "-o", "out.mp4", "--quiet", "--mode", "clip"] + [x for f, vs in argv.items() for v in vs
-                                                                         for x in (f, v)]
+    args = ["generate", "-o", "out.mp4", "--quiet", "--mode", "clip"] + [
+        x for f, vs in argv.items() for v in vs for x in (f, v)
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -281,8 +345,28 @@ def test_bad_input_is_one_line_exit_2_and_no_output(model_dir, inputs, monkeypat
 
 def test_overlapping_boxes_warn_but_run(model_dir, inputs, monkeypatch, capsys):
     monkeypatch.chdir(inputs)
-    assert _gen(model_dir, "--image", "ref.png", "--audio", "a.wav", "--audio", "b.wav", "--prompt", "p",
-                "--bbox", "0,0,40,60", "--bbox", "0,40,40,90", "--mode", "clip", "-o", "o.mp4") == 0
+    assert (
+        _gen(
+            model_dir,
+            "--image",
+            "ref.png",
+            "--audio",
+            "a.wav",
+            "--audio",
+            "b.wav",
+            "--prompt",
+            "p",
+            "--bbox",
+            "0,0,40,60",
+            "--bbox",
+            "0,40,40,90",
+            "--mode",
+            "clip",
+            "-o",
+            "o.mp4",
+        )
+        == 0
+    )
     assert "overlap" in capsys.readouterr().err and (inputs / "o.mp4").exists()
 
 
@@ -298,8 +382,21 @@ def test_no_model_and_no_bundled_model_is_a_clear_error(inputs, monkeypatch, cap
 def test_cache_hook_and_bfloat16_run_through_the_cli(model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     out = tmp_path / "c.mp4"
-    assert _gen(model_dir, "examples/solo.json", "-o", str(out), "--cache", "first-block", "--dtype", "bfloat16",
-                "--mode", "clip") == 0
+    assert (
+        _gen(
+            model_dir,
+            "examples/solo.json",
+            "-o",
+            str(out),
+            "--cache",
+            "first-block",
+            "--dtype",
+            "bfloat16",
+            "--mode",
+            "clip",
+        )
+        == 0
+    )
     assert probe(out)["video"]["frames"] == 9
 
 
@@ -333,8 +430,22 @@ def test_a_model_brings_its_own_sampling_settings(duet, tmp_path, monkeypatch, c
     pipe.save_pretrained(folder)
     assert model_sampling(folder) == {"num_frames": 5, "steps": 1}
     monkeypatch.chdir(REPO)
-    assert main(["generate", "examples/solo.json", "--model", str(folder), "--mode", "clip", "-o",
-                 str(tmp_path / "s.mp4"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "examples/solo.json",
+                "--model",
+                str(folder),
+                "--mode",
+                "clip",
+                "-o",
+                str(tmp_path / "s.mp4"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert probe(tmp_path / "s.mp4")["video"]["frames"] == 5 and "over 1 steps" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown sampling settings"):
         type(pipe)(**pipe.components, sampling={"frames": 5})

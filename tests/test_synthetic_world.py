@@ -118,13 +118,49 @@ def test_synth_action_flag_gives_every_scene_that_action(tmp_path):
 
     assert set(SYNTH_ACTIONS) == {"random", "none", *ACTIONS}
     out = tmp_path / "walks"
-    assert main(["synth", "--out", str(out), "--count", "3", "--people", "1", "--seconds", "2", "--size", "64",
-                 "--action", "walk", "--no-video"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--count",
+                "3",
+                "--people",
+                "1",
+                "--seconds",
+                "2",
+                "--size",
+                "64",
+                "--action",
+                "walk",
+                "--no-video",
+            ]
+        )
+        == 0
+    )
     for k in range(3):
         scene = load_scene_record(out / f"{k:06d}")["scene"]
         assert [a.kind for a in scene.actions] == ["walk"] and "walks to the" in scene.prompt
-    assert main(["synth", "--out", str(tmp_path / "still"), "--count", "2", "--seconds", "2", "--size", "64",
-                 "--action", "none", "--no-video"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "still"),
+                "--count",
+                "2",
+                "--seconds",
+                "2",
+                "--size",
+                "64",
+                "--action",
+                "none",
+                "--no-video",
+            ]
+        )
+        == 0
+    )
     assert all(not load_scene_record(tmp_path / "still" / f"{k:06d}")["scene"].actions for k in range(2))
 
 
@@ -155,10 +191,13 @@ def test_dataset_writer_cli_and_eval_sync(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["binding_accuracy"] <= 0.1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["eval-sync", "missing.mp4", "--scene", "missing.json"], "scene file not found"),
-    (["synth", "--out", "x", "--size", "32"], "at least 64 px"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval-sync", "missing.mp4", "--scene", "missing.json"], "scene file not found"),
+        (["synth", "--out", "x", "--size", "32"], "at least 64 px"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

@@ -21,8 +21,18 @@ def data(tmp_path_factory):
 
 def config(tmp_path, data, **changes):
     folders = [str(d) for d in data] if isinstance(data, list) else str(data)
-    settings = dict(output=str(tmp_path / "run"), data=folders, init="tiny", frames=9, size=64, steps=6,
-                    batch_size=2, lr=1e-3, checkpoint_every=3, log_every=3)
+    settings = dict(
+        output=str(tmp_path / "run"),
+        data=folders,
+        init="tiny",
+        frames=9,
+        size=64,
+        steps=6,
+        batch_size=2,
+        lr=1e-3,
+        checkpoint_every=3,
+        log_every=3,
+    )
     return TrainConfig(**{**settings, **changes})
 
 
@@ -36,8 +46,20 @@ def fixed_loss(trainer):
 
 
 def test_training_reduces_the_loss(tmp_path, data):
-    trainer = Trainer(config(tmp_path, data, steps=40, trainable="all", checkpoint_every=40, sample_every=20,
-                             sample_steps=1, sample_text_guidance=1.0, sample_audio_guidance=2.0), progress=False)
+    trainer = Trainer(
+        config(
+            tmp_path,
+            data,
+            steps=40,
+            trainable="all",
+            checkpoint_every=40,
+            sample_every=20,
+            sample_steps=1,
+            sample_text_guidance=1.0,
+            sample_audio_guidance=2.0,
+        ),
+        progress=False,
+    )
     before = fixed_loss(trainer)
     trainer.run()
     assert fixed_loss(trainer) < 0.9 * before
@@ -127,8 +149,9 @@ def test_vae_stage_trains_and_records_latent_statistics(tmp_path, data):
     from multitalk.random_pipeline import random_pipeline
     from multitalk.training import trainer_for
 
-    settings = config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=8, lr=2e-3,
-                      checkpoint_every=4)
+    settings = config(
+        tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=8, lr=2e-3, checkpoint_every=4
+    )
     trainer = trainer_for(settings, progress=False)
     history = trainer.run()
     assert np.mean([h["loss"] for h in history[-3:]]) < np.mean([h["loss"] for h in history[:3]])
@@ -145,12 +168,24 @@ def test_vae_decoder_only_training_keeps_the_encoder_and_so_the_latents(tmp_path
     from multitalk.training import trainer_for
     from multitalk.training.digest import encoder_digest, weights_digest
 
-    first = trainer_for(config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2,
-                               checkpoint_every=2), progress=False)
+    first = trainer_for(
+        config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2, checkpoint_every=2),
+        progress=False,
+    )
     first.run()
     start = AutoencoderKLWan.from_pretrained(tmp_path / "run" / "final")
-    settings = config(tmp_path, data, stage="vae", init=str(tmp_path / "run" / "final"), trainable="decoder",
-                      output=str(tmp_path / "decoder"), frames=5, steps=4, lr=2e-3, checkpoint_every=2)
+    settings = config(
+        tmp_path,
+        data,
+        stage="vae",
+        init=str(tmp_path / "run" / "final"),
+        trainable="decoder",
+        output=str(tmp_path / "decoder"),
+        frames=5,
+        steps=4,
+        lr=2e-3,
+        checkpoint_every=2,
+    )
     trainer = trainer_for(settings, progress=False)
     assert 0 < trainer.trainable_count < trainer.total_count
     trainer.run()
@@ -171,14 +206,27 @@ def test_round_trip_loss_adds_the_second_trip_and_keeps_the_encoder(tmp_path, da
     from multitalk.training import trainer_for
     from multitalk.training.digest import weights_digest
 
-    trainer_for(config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2,
-                       checkpoint_every=2), progress=False).run()
+    trainer_for(
+        config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2, checkpoint_every=2),
+        progress=False,
+    ).run()
     start = str(tmp_path / "run" / "final")
 
     def first_step(weight, trips=1):
-        trainer = trainer_for(config(tmp_path, data, stage="vae", init=start, trainable="decoder", frames=5,
-                                     output=str(tmp_path / f"trip{weight}_{trips}"), round_trip_weight=weight,
-                                     round_trips=trips), progress=False)
+        trainer = trainer_for(
+            config(
+                tmp_path,
+                data,
+                stage="vae",
+                init=start,
+                trainable="decoder",
+                frames=5,
+                output=str(tmp_path / f"trip{weight}_{trips}"),
+                round_trip_weight=weight,
+                round_trips=trips,
+            ),
+            progress=False,
+        )
         encoder = weights_digest(trainer.model.encoder)
         loss, _ = trainer.train_step()  # same seed: same clips and noise in every run
         assert weights_digest(trainer.model.encoder) == encoder
@@ -274,8 +322,19 @@ def test_demo_recipe_configs_are_valid():
     stages = {p.stem: load_config(p) for p in (configs / "demo").glob("*.yaml")}
     for experiment in (configs / "experiments").glob("*.yaml"):  # kept to rerun, so they must stay loadable
         load_config(experiment)
-    assert set(stages) == {"vae_image", "vae", "base", "stage1", "stage2", "stage3_walks", "stage3_walks_2s",
-                           "stage4_twins", "stage5_twins_2_3", "stage6_mixed", "stage7_voices"}
+    assert set(stages) == {
+        "vae_image",
+        "vae",
+        "base",
+        "stage1",
+        "stage2",
+        "stage3_walks",
+        "stage3_walks_2s",
+        "stage4_twins",
+        "stage5_twins_2_3",
+        "stage6_mixed",
+        "stage7_voices",
+    }
     assert stages["stage3_walks"].output == stages["stage3_walks_2s"].output  # one run, resumed with more data
     assert stages["stage3_walks"].trainable == stages["stage4_twins"].trainable == "base"
     assert stages["stage6_mixed"].trainable == "all" and stages["stage7_voices"].trainable == "audio"
@@ -332,8 +391,9 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
         trainer_for(config(tmp_path / name, data, steps=2, checkpoint_every=2, **settings), progress=False).run()
         return str(tmp_path / name / "run" / "final")
 
-    vae = stage("vae", stage="vae", init="new", vae_base_dim=4, frames=5, chroma_weight=4.0, face_weight=8.0,
-                mouth_weight=40.0)
+    vae = stage(
+        "vae", stage="vae", init="new", vae_base_dim=4, frames=5, chroma_weight=4.0, face_weight=8.0, mouth_weight=40.0
+    )
     base = stage("base", vae=vae, trainable="all", i2v_share=1.0, motion_frames=5, motion_share=1.0, motion_noise=0.2)
     final = stage("stage1", init=base, trainable="audio")
     pipe = load_pipeline(final)
@@ -346,8 +406,15 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
     sample = data / "000000"
     from multitalk.media import read_audio, read_image
 
-    out = pipe(read_image(sample / "frame0.png"), [read_audio(p) for p in sorted(sample.glob("person*.wav"))],
-               "talk", num_frames=5, steps=1, mode="clip", progress=False)
+    out = pipe(
+        read_image(sample / "frame0.png"),
+        [read_audio(p) for p in sorted(sample.glob("person*.wav"))],
+        "talk",
+        num_frames=5,
+        steps=1,
+        mode="clip",
+        progress=False,
+    )
     assert out.frames.shape[0] == 5
 
 
@@ -362,8 +429,9 @@ def test_a_model_started_here_records_its_longest_training_clips(tmp_path, data)
     started = Trainer(config(tmp_path / "b", data, frames=5, steps=1, checkpoint_every=1), progress=False)
     started.run()
     assert started.pipe.transformer.config.trained_frames == 5
-    longer = Trainer(config(tmp_path / "c", data, init=str(tmp_path / "b" / "run" / "final"), frames=9, steps=1),
-                     progress=False)
+    longer = Trainer(
+        config(tmp_path / "c", data, init=str(tmp_path / "b" / "run" / "final"), frames=9, steps=1), progress=False
+    )
     assert longer.pipe.transformer.config.trained_frames == 9
     assert longer.pipe.transformer.rope.trained_latent_frames == 3
 
@@ -442,9 +510,15 @@ def test_mouth_and_mover_weights_scale_the_loss_on_their_cells():
     mouths, movers = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
     mouths[:, :, 2, 5] = 1
     movers[:, :, 1:, :3] = 1
-    batch = {"latents": x0, "condition": torch.zeros(2, 20, 3, 8, 8), "text": torch.zeros(2, 1, 4),
-             "audio": torch.zeros(2, 1, 9, 5, 12, 8), "masks": torch.ones(2, 1, 8, 8), "mouths": mouths,
-             "movers": movers}
+    batch = {
+        "latents": x0,
+        "condition": torch.zeros(2, 20, 3, 8, 8),
+        "text": torch.zeros(2, 1, 4),
+        "audio": torch.zeros(2, 1, 9, 5, 12, 8),
+        "masks": torch.ones(2, 1, 8, 8),
+        "mouths": mouths,
+        "movers": movers,
+    }
 
     def zero_model(hidden_states, **_):  # predicts velocity 0: the loss is the target's mean square
         return (torch.zeros_like(hidden_states[:, :4]),)
@@ -561,8 +635,20 @@ def test_recoloured_given_frames_keep_their_masks_and_the_model_grows_the_refere
     from multitalk.checkpoints import load_pipeline
     from multitalk.training.trainer import recolor_given_frames
 
-    trainer = Trainer(config(tmp_path, data, steps=2, frames=9, clips_per_sample=2, motion_frames=5,
-                             motion_share=1.0, motion_recolor=60.0, reference_latents=True), progress=False)
+    trainer = Trainer(
+        config(
+            tmp_path,
+            data,
+            steps=2,
+            frames=9,
+            clips_per_sample=2,
+            motion_frames=5,
+            motion_share=1.0,
+            motion_recolor=60.0,
+            reference_latents=True,
+        ),
+        progress=False,
+    )
     batch = trainer.clips.batch(np.random.default_rng(0), 4, motion=True)
     with torch.no_grad():
         turned = recolor_given_frames(trainer.pipe, batch, 5, 60.0, torch.Generator().manual_seed(0))
@@ -579,8 +665,12 @@ def test_recoloured_given_frames_keep_their_masks_and_the_model_grows_the_refere
 def test_own_given_latents_replace_only_the_given_frames(tmp_path, data):
     from multitalk.training.trainer import own_given_latents
 
-    trainer = Trainer(config(tmp_path, data, steps=2, frames=9, clips_per_sample=2, motion_frames=5,
-                             motion_share=1.0, motion_own=1.0), progress=False)
+    trainer = Trainer(
+        config(
+            tmp_path, data, steps=2, frames=9, clips_per_sample=2, motion_frames=5, motion_share=1.0, motion_own=1.0
+        ),
+        progress=False,
+    )
     batch = trainer.clips.batch(np.random.default_rng(0), 3, motion=True)
     with torch.no_grad():
         own = own_given_latents(trainer.model, batch, torch.Generator().manual_seed(0))

@@ -92,37 +92,47 @@ def load_transformer(
     return _load_with_audio(path, extra, config, torch_dtype, device, audio_weights)
 
 
-def _load_with_audio(path: Path, extra_audio_dirs: list[Path], config, torch_dtype, device,
-                     audio_weights=None) -> MultiTalkTransformer3DModel:
+def _load_with_audio(
+    path: Path, extra_audio_dirs: list[Path], config, torch_dtype, device, audio_weights=None
+) -> MultiTalkTransformer3DModel:
     root = path if path.is_dir() else path.parent
     sources = _sources(_weight_files(path, skip_audio=audio_weights is not None))
     if audio_weights is not None:
         audio_file = Path(audio_weights)
         if not audio_file.is_file():
-            raise CheckpointError(f"audio weights {audio_file} not found; pass multitalk.safetensors or "
-                                  "infinitetalk.safetensors")
+            raise CheckpointError(
+                f"audio weights {audio_file} not found; pass multitalk.safetensors or infinitetalk.safetensors"
+            )
         sources = {k: v for k, v in sources.items() if not is_audio_key(k)}
         given = _sources([audio_file])
         if not given or not all(is_audio_key(k) for k in given):
-            raise CheckpointError(f"{audio_file} does not hold MultiTalk audio weights "
-                                  "(blocks.N.audio_cross_attn.*, blocks.N.norm_x.*, audio_proj.*)")
+            raise CheckpointError(
+                f"{audio_file} does not hold MultiTalk audio weights "
+                "(blocks.N.audio_cross_attn.*, blocks.N.norm_x.*, audio_proj.*)"
+            )
         sources.update(given)
     elif not any(is_audio_key(k) for k in sources):
         found = [f for folder in [root, *extra_audio_dirs] for f in _audio_files(folder)]
         if len(found) > 1:
-            raise CheckpointError(f"{root} holds several audio-weight files ({', '.join(f.name for f in found)}); "
-                                  "choose one with --multitalk-weights FILE")
+            raise CheckpointError(
+                f"{root} holds several audio-weight files ({', '.join(f.name for f in found)}); "
+                "choose one with --multitalk-weights FILE"
+            )
         if found:
             sources.update(_sources(found))
     if not any(is_audio_key(k) for k in sources):
-        raise CheckpointError(f"no MultiTalk audio weights under {root}; put {AUDIO_WEIGHTS} next to the Wan weights "
-                              "or pass --multitalk-weights FILE")
+        raise CheckpointError(
+            f"no MultiTalk audio weights under {root}; put {AUDIO_WEIGHTS} next to the Wan weights "
+            "or pass --multitalk-weights FILE"
+        )
     base = [k for k in sources if not is_audio_key(k)]
     if "blocks.0.self_attn.q.weight" in base or any(k.startswith("model.diffusion_model.") for k in base):
         # diffusers' converter only renames: run it on the names and stream the tensors afterwards
         renamed = convert_wan_transformer_to_diffusers({k: k for k in base})
-        sources = {**{new: sources[old] for new, old in renamed.items()},
-                   **{k: v for k, v in sources.items() if is_audio_key(k)}}
+        sources = {
+            **{new: sources[old] for new, old in renamed.items()},
+            **{k: v for k, v in sources.items() if is_audio_key(k)},
+        }
     elif "blocks.0.attn1.to_q.weight" not in base:
         raise CheckpointError(
             f"{root} holds neither Wan original-layout nor diffusers-layout transformer keys "
@@ -148,8 +158,9 @@ def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, devi
     check_keys(model.state_dict(), shapes, "checkpoint does not match the model config")
     keep = set(model._keep_in_fp32_modules or [])
     handles: dict[Path, Any] = {}  # one file open at a time, read in file order
-    order = sorted(state, key=lambda k: (str(state[k].file), state[k].start) if isinstance(state[k], TensorSource)
-                   else ("", 0))
+    order = sorted(
+        state, key=lambda k: (str(state[k].file), state[k].start) if isinstance(state[k], TensorSource) else ("", 0)
+    )
     for key in order:
         value = state[key]
         if isinstance(value, TensorSource):
@@ -198,10 +209,20 @@ class TensorSource:
         return torch.frombuffer(buffer, dtype=self.dtype).reshape(self.shape)
 
 
-SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                      "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
-                      "F8_E5M2": torch.float8_e5m2}
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
 
 
 def _sources(files: list[Path]) -> dict[str, TensorSource]:
@@ -221,8 +242,9 @@ def _sources(files: list[Path]) -> dict[str, TensorSource]:
                 if key == "__metadata__":
                     continue
                 begin, end = info["data_offsets"]
-                out[key] = TensorSource(file, key, tuple(info["shape"]), SAFETENSORS_DTYPES[info["dtype"]],
-                                        base + begin, base + end)
+                out[key] = TensorSource(
+                    file, key, tuple(info["shape"]), SAFETENSORS_DTYPES[info["dtype"]], base + begin, base + end
+                )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{file} is not a readable safetensors file ({exc}); download it again") from None
     return out
@@ -346,8 +368,9 @@ def _our_fields() -> set[str]:
 
 def _audio_files(folder: Path) -> list[Path]:
     """The audio-weight files lying in a folder: multitalk.safetensors, infinitetalk*.safetensors."""
-    return sorted(f for f in folder.glob("*.safetensors")
-                  if f.name == AUDIO_WEIGHTS or f.name.startswith("infinitetalk"))
+    return sorted(
+        f for f in folder.glob("*.safetensors") if f.name == AUDIO_WEIGHTS or f.name.startswith("infinitetalk")
+    )
 
 
 def audio_weights_file(path: str | Path, multitalk_weights: str | Path | None = None) -> Path | None:
@@ -406,8 +429,12 @@ def _files_from_index(index: Path, skip_audio: bool = False) -> list[Path]:
         if not file.exists():
             if skip_audio and all(is_audio_key(k) for k, v in weight_map.items() if v == name):
                 continue
-            hint = (" (the MultiTalk index maps the audio keys to it: copy or link it into the folder, or pass "
-                    "--multitalk-weights FILE)" if name in AUDIO_WEIGHT_FILES else "")
+            hint = (
+                " (the MultiTalk index maps the audio keys to it: copy or link it into the folder, or pass "
+                "--multitalk-weights FILE)"
+                if name in AUDIO_WEIGHT_FILES
+                else ""
+            )
             raise CheckpointError(f"{index} lists {name}, which is not in {index.parent}{hint}")
         files.append(file)
     return files
@@ -456,8 +483,10 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None, torch_dtype
     state = convert_wan_vae_to_diffusers(dict(original))
     if config is None:  # the widths the file itself shows (the Wan2.1 VAE: 96 and 16)
         try:
-            config = {"base_dim": state["encoder.conv_in.weight"].shape[0],
-                      "z_dim": state["post_quant_conv.weight"].shape[0]}
+            config = {
+                "base_dim": state["encoder.conv_in.weight"].shape[0],
+                "z_dim": state["post_quant_conv.weight"].shape[0],
+            }
         except KeyError as exc:
             raise CheckpointError(f"{path} lacks {exc.args[0]}; is it Wan2.1_VAE.pth?") from None
     with init_empty_weights(include_buffers=False):
@@ -480,8 +509,10 @@ SHARED_TEXT_ENCODERS = {MINILM_PACKAGE}  # text encoders a slim folder may name 
 def default_model() -> Path:
     """The bundled demo model (what ``--model`` means when it is not given)."""
     if not (DEMO_MODEL / "model_index.json").is_file():
-        raise CheckpointError(f"no bundled demo model in this installation ({DEMO_MODEL} holds no model; "
-                              "`make train-demo` rebuilds it, docs/demo-model.md); pass --model DIR")
+        raise CheckpointError(
+            f"no bundled demo model in this installation ({DEMO_MODEL} holds no model; "
+            "`make train-demo` rebuilds it, docs/demo-model.md); pass --model DIR"
+        )
     return DEMO_MODEL
 
 
@@ -505,14 +536,17 @@ def shared_components(path: Path) -> dict:
     if shared is None:
         return {}
     if shared not in SHARED_TEXT_ENCODERS:
-        raise CheckpointError(f"{path}/shared.json names an unknown text encoder {shared!r}; "
-                              f"known: {sorted(SHARED_TEXT_ENCODERS)}")
+        raise CheckpointError(
+            f"{path}/shared.json names an unknown text encoder {shared!r}; known: {sorted(SHARED_TEXT_ENCODERS)}"
+        )
     from transformers import AutoModel, AutoTokenizer
 
     from .encoders.text import minilm_path
 
-    return {"text_encoder": AutoModel.from_pretrained(minilm_path()).eval(),
-            "tokenizer": AutoTokenizer.from_pretrained(minilm_path())}
+    return {
+        "text_encoder": AutoModel.from_pretrained(minilm_path()).eval(),
+        "tokenizer": AutoTokenizer.from_pretrained(minilm_path()),
+    }
 
 
 ORIGINAL_VAE = "Wan2.1_VAE.pth"
@@ -522,13 +556,19 @@ def is_original_layout(path: Path) -> bool:
     """The Wan2.1 folder as the official README downloads it (no model_index.json, .pth encoders)."""
     from .encoders.wan_original import T5_FILE
 
-    return (path / T5_FILE).is_file() or ((path / ORIGINAL_VAE).is_file()
-                                          and any(path.glob("diffusion_pytorch_model*.safetensors")))
+    return (path / T5_FILE).is_file() or (
+        (path / ORIGINAL_VAE).is_file() and any(path.glob("diffusion_pytorch_model*.safetensors"))
+    )
 
 
-def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, torch_dtype: torch.dtype | None = None,
-                  multitalk_weights: str | Path | None = None, device: str | torch.device = "cpu",
-                  variant: str | None = None):
+def load_pipeline(
+    path: str | Path,
+    audio_encoder: str | Path | None = None,
+    torch_dtype: torch.dtype | None = None,
+    multitalk_weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    variant: str | None = None,
+):
     """A ``MultiTalkPipeline`` from any of:
 
     (a) our pipeline folder (``model_index.json`` of MultiTalkPipeline, e.g. from ``multitalk convert``);
@@ -554,16 +594,19 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
     index = _read_json(path / "model_index.json")
     if index.get("_class_name") == PIPELINE_CLASS:
         if multitalk_weights is not None:
-            raise CheckpointError(f"{path} is a multitalk folder with its audio weights inside; "
-                                  "drop --multitalk-weights")
+            raise CheckpointError(
+                f"{path} is a multitalk folder with its audio weights inside; drop --multitalk-weights"
+            )
         pipe = MultiTalkPipeline.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
         if variant is not None:
             pipe.set_variant(variant)
         return pipe.to(device) if str(device) != "cpu" else pipe
     original = is_original_layout(path)
     if not original and not (index and (path / "transformer").is_dir()):
-        raise CheckpointError(f"{path} is not a model folder (no model_index.json, no Wan2.1 weights); pass a "
-                              "multitalk pipeline folder, the original Wan2.1-I2V folder or its Diffusers layout")
+        raise CheckpointError(
+            f"{path} is not a model folder (no model_index.json, no Wan2.1 weights); pass a "
+            "multitalk pipeline folder, the original Wan2.1-I2V folder or its Diffusers layout"
+        )
     if audio_encoder is None:
         raise CheckpointError(f"{path} is a Wan2.1 base; also pass --audio-encoder DIR (chinese-wav2vec2-base)")
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -576,16 +619,27 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
     # the audio adapter's input width is the wav2vec2 model's layers x channels
     audio_shape = {"audio_layers": wav2vec.config.num_hidden_layers, "audio_channels": wav2vec.config.hidden_size}
     variant = variant or variant_of(path, multitalk_weights)
-    common = dict(audio_encoder=wav2vec, feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),
-                  scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0), variant=variant)
+    common = dict(
+        audio_encoder=wav2vec,
+        feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0),
+        variant=variant,
+    )
     transformer = _audio_checked(path, audio_shape, torch_dtype, device, multitalk_weights)
     if original:
-        return MultiTalkPipeline(vae=load_vae(path / ORIGINAL_VAE).to(device), transformer=transformer,
-                                 **_original_encoders(path, torch_dtype, device), **common)
+        return MultiTalkPipeline(
+            vae=load_vae(path / ORIGINAL_VAE).to(device),
+            transformer=transformer,
+            **_original_encoders(path, torch_dtype, device),
+            **common,
+        )
     from transformers import AutoModel, AutoTokenizer, CLIPImageProcessor, CLIPVisionModel, UMT5EncoderModel
 
-    text_class = UMT5EncoderModel if _read_json(path / "text_encoder" / "config.json").get("model_type") in (
-        "umt5", "t5", "mt5") else AutoModel
+    text_class = (
+        UMT5EncoderModel
+        if _read_json(path / "text_encoder" / "config.json").get("model_type") in ("umt5", "t5", "mt5")
+        else AutoModel
+    )
     has_image = (path / "image_encoder").is_dir()
     return MultiTalkPipeline(
         vae=load_vae(path).to(device),
@@ -593,7 +647,8 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
         text_encoder=text_class.from_pretrained(path / "text_encoder", torch_dtype=torch_dtype).to(device),
         tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
         image_encoder=CLIPVisionModel.from_pretrained(path / "image_encoder", torch_dtype=torch_dtype).to(device)
-        if has_image else None,
+        if has_image
+        else None,
         image_processor=CLIPImageProcessor.from_pretrained(path / "image_processor") if has_image else None,
         **common,
     )
@@ -601,13 +656,16 @@ def load_pipeline(path: str | Path, audio_encoder: str | Path | None = None, tor
 
 def _audio_checked(path: Path, audio_shape: dict, torch_dtype, device, multitalk_weights):
     try:
-        return load_transformer(path, config=audio_shape, torch_dtype=torch_dtype, device=device,
-                                audio_weights=multitalk_weights)
+        return load_transformer(
+            path, config=audio_shape, torch_dtype=torch_dtype, device=device, audio_weights=multitalk_weights
+        )
     except CheckpointError as err:
         if "audio_proj.proj1" in str(err):
-            raise CheckpointError(f"{err} — the audio weights do not fit the wav2vec2 model's "
-                                  f"{audio_shape['audio_layers']} layers x {audio_shape['audio_channels']} channels; "
-                                  "pass the audio encoder they were trained with") from None
+            raise CheckpointError(
+                f"{err} — the audio weights do not fit the wav2vec2 model's "
+                f"{audio_shape['audio_layers']} layers x {audio_shape['audio_channels']} channels; "
+                "pass the audio encoder they were trained with"
+            ) from None
         raise
 
 
@@ -618,10 +676,14 @@ def _original_encoders(path: Path, torch_dtype, device) -> dict:
     from .encoders.wan_original import CLIP_FILE, T5_FILE, T5_TOKENIZER, load_clip_vision, load_umt5
 
     if not (path / T5_TOKENIZER).is_dir():
-        raise CheckpointError(f"{path / T5_TOKENIZER} not found: the original Wan folder keeps the umT5 tokenizer "
-                              "there (download the whole Wan2.1-I2V repository)")
+        raise CheckpointError(
+            f"{path / T5_TOKENIZER} not found: the original Wan folder keeps the umT5 tokenizer "
+            "there (download the whole Wan2.1-I2V repository)"
+        )
     clip = path / CLIP_FILE
-    return dict(text_encoder=load_umt5(path / T5_FILE, torch_dtype, device),
-                tokenizer=AutoTokenizer.from_pretrained(path / T5_TOKENIZER),
-                image_encoder=load_clip_vision(clip, torch_dtype, device) if clip.is_file() else None,
-                image_processor=None)
+    return dict(
+        text_encoder=load_umt5(path / T5_FILE, torch_dtype, device),
+        tokenizer=AutoTokenizer.from_pretrained(path / T5_TOKENIZER),
+        image_encoder=load_clip_vision(clip, torch_dtype, device) if clip.is_file() else None,
+        image_processor=None,
+    )

@@ -47,9 +47,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.speech == "espeak" and not espeak_available():
         raise MultiTalkInputError("--speech espeak needs espeak-ng (apt install espeak-ng); or use --speech tone")
     start = time.perf_counter()
-    folders = write_dataset(args.out, args.count, args.people, args.seconds, args.size, args.seed,
-                            with_video=not args.no_video, speech=args.speech,
-                            action=None if args.action == "none" else args.action)
+    folders = write_dataset(
+        args.out,
+        args.count,
+        args.people,
+        args.seconds,
+        args.size,
+        args.seed,
+        with_video=not args.no_video,
+        speech=args.speech,
+        action=None if args.action == "none" else args.action,
+    )
     print(f"wrote {len(folders)} samples to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -110,8 +118,10 @@ def read_request(args: argparse.Namespace) -> dict:
         if not isinstance(data, dict):
             raise MultiTalkInputError(f"{source} must hold a JSON object with prompt, cond_image, cond_audio")
         if "tts_audio" in data and "cond_audio" not in data:
-            raise MultiTalkInputError("tts_audio needs a text-to-speech model, which multitalk does not ship; "
-                                      "give recorded voices in cond_audio")
+            raise MultiTalkInputError(
+                "tts_audio needs a text-to-speech model, which multitalk does not ship; "
+                "give recorded voices in cond_audio"
+            )
         base = source.parent
         audio = data.get("cond_audio") or {}
         if not isinstance(audio, dict):
@@ -141,8 +151,9 @@ def read_request(args: argparse.Namespace) -> dict:
     if args.audio_type:
         request["audio_type"] = args.audio_type
     if request["image"] is None and request["video"] is None:
-        raise MultiTalkInputError("no reference image: give INPUT.json with cond_image (or cond_video), or --image "
-                                  "(or --video)")
+        raise MultiTalkInputError(
+            "no reference image: give INPUT.json with cond_image (or cond_video), or --image (or --video)"
+        )
     if not request["audio"]:
         raise MultiTalkInputError("no audio: give INPUT.json with cond_audio, or --audio (once per person)")
     if not request["prompt"]:
@@ -225,24 +236,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
     request = read_request(args)
     model = resolve_model(args.model)
     if args.multitalk_weights and not Path(args.multitalk_weights).is_file():
-        raise MultiTalkInputError(f"--multitalk-weights {args.multitalk_weights} not found; give multitalk.safetensors "
-                                  "or infinitetalk.safetensors")
+        raise MultiTalkInputError(
+            f"--multitalk-weights {args.multitalk_weights} not found; give multitalk.safetensors "
+            "or infinitetalk.safetensors"
+        )
     size = _size(args.size)
     device, dtype = _device_and_dtype(args.device, args.dtype)
     variant = args.variant or model_variant(model, args.multitalk_weights)
-    settings = sampling_settings({**VARIANT_SAMPLING[variant],
-                                  **(model_sampling(model) if args.audio_encoder is None else {})},
-                                 num_frames=args.frames, motion_frames=args.motion_frames, steps=args.steps,
-                                 text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
-                                 shift=args.shift, color_correction=args.color_correction)
+    settings = sampling_settings(
+        {**VARIANT_SAMPLING[variant], **(model_sampling(model) if args.audio_encoder is None else {})},
+        num_frames=args.frames,
+        motion_frames=args.motion_frames,
+        steps=args.steps,
+        text_guidance=args.text_guidance,
+        audio_guidance=args.audio_guidance,
+        shift=args.shift,
+        color_correction=args.color_correction,
+    )
     check_settings(settings["num_frames"], settings["steps"], args.mode, settings["motion_frames"], args.max_frames)
     check_scales(settings)
     video = None
     if request["video"] is not None:
         # frame 0 for size, boxes and masks; InfiniteTalk also each clip's first frame
         step = settings["num_frames"] - settings["motion_frames"]
-        video = read_video_frames(request["video"], keep=lambda j: j == 0 or (variant == "infinitetalk"
-                                                                             and j % step == 0))
+        video = read_video_frames(
+            request["video"], keep=lambda j: j == 0 or (variant == "infinitetalk" and j % step == 0)
+        )
         image = video[0]
     else:
         image = read_image(request["image"])
@@ -263,9 +282,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     offload = args.offload and device != "cpu"
     try:
-        pipe = load_pipeline(model, args.audio_encoder, torch_dtype=getattr(torch, dtype),
-                             multitalk_weights=args.multitalk_weights, device="cpu" if offload else device,
-                             variant=args.variant)
+        pipe = load_pipeline(
+            model,
+            args.audio_encoder,
+            torch_dtype=getattr(torch, dtype),
+            multitalk_weights=args.multitalk_weights,
+            device="cpu" if offload else device,
+            variant=args.variant,
+        )
     except CheckpointError as err:
         raise MultiTalkInputError(str(err)) from None
     if args.attention_backend:
@@ -290,13 +314,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"multitalk generate: nothing to resume in {work_dir}; starting from the first clip", file=sys.stderr)
     warnings.filterwarnings("ignore", message="person boxes overlap")  # already reported above
     pipe.set_progress_bar_config(disable=args.quiet)
-    out = pipe(image if video is None else None, voices, request["prompt"], negative_prompt=args.negative_prompt,
-               video=video,
-               audio_type=request["audio_type"], bboxes=request["bboxes"], bbox_format=args.bbox_format,
-               mask_image=mask_image, **call_settings(settings), generator=torch.Generator().manual_seed(args.seed),
-               mode=args.mode, max_frames=args.max_frames,
-               apg=args.apg, size=size, work_dir=work_dir, resume=args.resume,
-               )
+    out = pipe(
+        image if video is None else None,
+        voices,
+        request["prompt"],
+        negative_prompt=args.negative_prompt,
+        video=video,
+        audio_type=request["audio_type"],
+        bboxes=request["bboxes"],
+        bbox_format=args.bbox_format,
+        mask_image=mask_image,
+        **call_settings(settings),
+        generator=torch.Generator().manual_seed(args.seed),
+        mode=args.mode,
+        max_frames=args.max_frames,
+        apg=args.apg,
+        size=size,
+        work_dir=work_dir,
+        resume=args.resume,
+    )
     write_video(args.output, out.frames, out.fps, audio=out.audio)
     if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -306,8 +342,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     frames = out.frames.shape[0]
     per_step = f", {elapsed / out.steps_run:.3f} s/step over {out.steps_run} steps" if out.steps_run else ""
-    print(f"wrote {args.output}: {frames} frames ({frames / out.fps:.2f} s) at {out.frames.shape[2]}x"
-          f"{out.frames.shape[1]} in {elapsed:.1f} s{per_step}")
+    print(
+        f"wrote {args.output}: {frames} frames ({frames / out.fps:.2f} s) at {out.frames.shape[2]}x"
+        f"{out.frames.shape[1]} in {elapsed:.1f} s{per_step}"
+    )
     return 0
 
 
@@ -325,8 +363,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise MultiTalkInputError(f"{target} exists; give a new folder to write")
     start = time.perf_counter()
     try:
-        pipe = load_pipeline(args.model, args.audio_encoder, torch_dtype=getattr(torch, args.dtype),
-                             multitalk_weights=args.multitalk_weights)
+        pipe = load_pipeline(
+            args.model,
+            args.audio_encoder,
+            torch_dtype=getattr(torch, args.dtype),
+            multitalk_weights=args.multitalk_weights,
+        )
     except CheckpointError as err:
         raise MultiTalkInputError(str(err)) from None
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -345,9 +387,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = trainer_for(config, progress=not args.quiet)
     start = time.perf_counter()
     history = trainer.run(resume=args.resume)
-    done = [h["loss"] for h in history[-config.log_every:]]
-    print(f"trained to step {trainer.step} in {time.perf_counter() - start:.1f} s; recent loss "
-          f"{sum(done) / max(len(done), 1):.4f}; result in {Path(config.output) / 'final'}")
+    done = [h["loss"] for h in history[-config.log_every :]]
+    print(
+        f"trained to step {trainer.step} in {time.perf_counter() - start:.1f} s; recent loss "
+        f"{sum(done) / max(len(done), 1):.4f}; result in {Path(config.output) / 'final'}"
+    )
     return 0
 
 
@@ -365,8 +409,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("MULTITALK_TOKEN")
     limits = Limits(args.max_file_mb, args.max_audio_seconds, args.max_pixels)
     examples = args.examples or (Path("examples") if Path("examples").is_dir() else None)
-    app = create_app(args.data, lambda: load_pipeline(model), token=token, limits=limits, examples=examples,
-                     workers=args.workers, sampling=model_sampling(model))
+    app = create_app(
+        args.data,
+        lambda: load_pipeline(model),
+        token=token,
+        limits=limits,
+        examples=examples,
+        workers=args.workers,
+        sampling=model_sampling(model),
+    )
     print(f"multitalk serve: http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -388,11 +439,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=_positive(float), default=5.0, help="length of each sample (default 5)")
     synth.add_argument("--size", type=int, default=128, help="frame width and height in pixels (default 128)")
     synth.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample k uses seed+k")
-    synth.add_argument("--speech", choices=["tone", "espeak"], default="tone",
-                       help="voices: speech-like tones (default) or espeak-ng speech when it is installed")
-    synth.add_argument("--action", choices=SYNTH_ACTIONS, default="random",
-                       help="what happens in each scene: drawn per scene (default), nothing, or always this one "
-                            "(a walk turns into a nod where the walker has no room)")
+    synth.add_argument(
+        "--speech",
+        choices=["tone", "espeak"],
+        default="tone",
+        help="voices: speech-like tones (default) or espeak-ng speech when it is installed",
+    )
+    synth.add_argument(
+        "--action",
+        choices=SYNTH_ACTIONS,
+        default="random",
+        help="what happens in each scene: drawn per scene (default), nothing, or always this one "
+        "(a walk turns into a nod where the walker has no room)",
+    )
     synth.add_argument("--no-video", action="store_true", help="skip video.mp4 (frames come from the spec)")
     synth.set_defaults(run=cmd_synth)
 
@@ -403,62 +462,100 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--video", help="video to dub (instead of cond_video): the people in it follow the new voices")
     gen.add_argument("--audio", action="append", help="one voice per person, in person order (repeat)")
     gen.add_argument("--prompt", help="text prompt")
-    gen.add_argument("--negative-prompt", help="negative prompt for text guidance (default: the model's own; "
-                                                 "MultiTalk's English default for the official weights)")
+    gen.add_argument(
+        "--negative-prompt",
+        help="negative prompt for text guidance (default: the model's own; "
+        "MultiTalk's English default for the official weights)",
+    )
     gen.add_argument("--bbox", action="append", type=_bbox, help="a person's box a,b,c,d (repeat, person order)")
-    gen.add_argument("--bbox-format", choices=["tlbr", "xyxy"], default="tlbr",
-                     help="tlbr = [top, left, bottom, right] as the official code reads boxes (default); "
-                          "xyxy = [left, top, right, bottom]")
+    gen.add_argument(
+        "--bbox-format",
+        choices=["tlbr", "xyxy"],
+        default="tlbr",
+        help="tlbr = [top, left, bottom, right] as the official code reads boxes (default); "
+        "xyxy = [left, top, right, bottom]",
+    )
     gen.add_argument("--mask-image", help="label image: 0 background, 1..N the people (instead of boxes)")
     gen.add_argument("--audio-type", choices=None, help="para (voices together) or add (one after another)")
-    gen.add_argument("--model", help="multitalk pipeline folder, the original Wan2.1-I2V folder of the official "
-                                     "README, or its Diffusers layout (default: the bundled demo model)")
+    gen.add_argument(
+        "--model",
+        help="multitalk pipeline folder, the original Wan2.1-I2V folder of the official "
+        "README, or its Diffusers layout (default: the bundled demo model)",
+    )
     gen.add_argument("--audio-encoder", help="wav2vec2 folder (needed with a Wan2.1 folder: chinese-wav2vec2-base)")
-    gen.add_argument("--multitalk-weights", help="audio-layer weights (multitalk.safetensors or "
-                                                 "infinitetalk.safetensors) when not in the Wan folder")
-    gen.add_argument("--variant", choices=["multitalk", "infinitetalk"],
-                     help="the audio weights' clip scheme (default: the model's; infinitetalk when the audio "
-                          "weights' file is named infinitetalk*.safetensors)")
-    gen.add_argument("--size", help="480 or 720 (the official size tables; the bucket nearest the image's shape) "
-                                    "or WxH (default: the model's table, 480 for the official weights)")
-    gen.add_argument("--num-inference-steps", "--steps", dest="steps", type=int,
-                     help="sampling steps per clip (default: the model's, else 40)")
-    gen.add_argument("--text-guidance", type=float,
-                     help="text guidance scale (default: the model's, else 5; 1 = 2 passes)")
+    gen.add_argument(
+        "--multitalk-weights",
+        help="audio-layer weights (multitalk.safetensors or infinitetalk.safetensors) when not in the Wan folder",
+    )
+    gen.add_argument(
+        "--variant",
+        choices=["multitalk", "infinitetalk"],
+        help="the audio weights' clip scheme (default: the model's; infinitetalk when the audio "
+        "weights' file is named infinitetalk*.safetensors)",
+    )
+    gen.add_argument(
+        "--size",
+        help="480 or 720 (the official size tables; the bucket nearest the image's shape) "
+        "or WxH (default: the model's table, 480 for the official weights)",
+    )
+    gen.add_argument(
+        "--num-inference-steps",
+        "--steps",
+        dest="steps",
+        type=int,
+        help="sampling steps per clip (default: the model's, else 40)",
+    )
+    gen.add_argument(
+        "--text-guidance", type=float, help="text guidance scale (default: the model's, else 5; 1 = 2 passes)"
+    )
     gen.add_argument("--audio-guidance", type=float, help="audio guidance scale (default: the model's, else 4)")
     gen.add_argument("--shift", type=float, help="timestep shift (default: the model's, else 7 at 480p, 11 at 720p)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--mode", default="streaming", help="clip (one clip) or streaming (as long as the audio)")
-    gen.add_argument("--num-frames", "--frames", dest="frames", type=int,
-                     help="frames per clip, 4k+1 (default: the model's, else 81)")
-    gen.add_argument("--motion-frames", type=int,
-                     help="frames carried into the next clip (default: the model's, else 25)")
+    gen.add_argument(
+        "--num-frames",
+        "--frames",
+        dest="frames",
+        type=int,
+        help="frames per clip, 4k+1 (default: the model's, else 81)",
+    )
+    gen.add_argument(
+        "--motion-frames", type=int, help="frames carried into the next clip (default: the model's, else 25)"
+    )
     gen.add_argument("--max-frames", type=int, default=1000, help="longest video in streaming mode (default 1000)")
     gen.add_argument("--apg", action="store_true", help="adaptive projected guidance (less colour drift)")
-    gen.add_argument("--color-correction", type=float, help="strength 0-1 of the Lab colour transfer to the "
-                                                            "reference on every clip (default: the model's, else 1)")
+    gen.add_argument(
+        "--color-correction",
+        type=float,
+        help="strength 0-1 of the Lab colour transfer to the reference on every clip (default: the model's, else 1)",
+    )
     gen.add_argument("--device", help="torch device (default: cuda when there is a GPU, else cpu)")
-    gen.add_argument("--dtype", choices=list(DTYPES), help="weights' precision (default: bfloat16 on a GPU, "
-                                                           "float32 on the CPU)")
+    gen.add_argument(
+        "--dtype", choices=list(DTYPES), help="weights' precision (default: bfloat16 on a GPU, float32 on the CPU)"
+    )
     gen.add_argument("--offload", action="store_true", help="keep models on the CPU until used (GPU only)")
     gen.add_argument("--cache", choices=["none", "first-block"], default="none", help="diffusers cache hook")
     gen.add_argument("--cache-threshold", type=float, default=0.05, help="first-block cache threshold")
     gen.add_argument("--attention-backend", help="diffusers attention backend (e.g. native, flash, sage)")
     gen.add_argument("--save-frames", help="also write every frame as PNG into this folder")
-    gen.add_argument("--work-dir", type=Path, help="where finished clips are kept (default with --resume: "
-                                                   "next to the output)")
+    gen.add_argument(
+        "--work-dir", type=Path, help="where finished clips are kept (default with --resume: next to the output)"
+    )
     gen.add_argument("--resume", action="store_true", help="continue an interrupted run from its last clip")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=cmd_generate)
 
-    convert = commands.add_parser("convert", help="write the original Wan2.1 folder + audio weights as one "
-                                                  "multitalk folder (later loads are one call)")
+    convert = commands.add_parser(
+        "convert",
+        help="write the original Wan2.1 folder + audio weights as one multitalk folder (later loads are one call)",
+    )
     convert.add_argument("model", help="the original (or Diffusers-layout) Wan2.1-I2V folder")
     convert.add_argument("output", help="folder to write (must not exist)")
     convert.add_argument("--audio-encoder", required=True, help="wav2vec2 folder (chinese-wav2vec2-base)")
     convert.add_argument("--multitalk-weights", help="audio-layer weights when not in the Wan folder")
-    convert.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="weights' precision on disk "
-                                                                               "(default bfloat16)")
+    convert.add_argument(
+        "--dtype", choices=list(DTYPES), default="bfloat16", help="weights' precision on disk (default bfloat16)"
+    )
     convert.set_defaults(run=cmd_convert)
 
     train = commands.add_parser("train", help="train a model from a YAML config (see configs/)")

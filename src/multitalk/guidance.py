@@ -13,8 +13,9 @@ import torch
 GUIDED_DIMS = (1, 2, 3, 4)  # C, T, H, W of a [B, C, T, H, W] prediction
 
 
-def three_pass(cond: torch.Tensor, no_text: torch.Tensor, uncond: torch.Tensor, text_scale: float,
-               audio_scale: float) -> torch.Tensor:
+def three_pass(
+    cond: torch.Tensor, no_text: torch.Tensor, uncond: torch.Tensor, text_scale: float, audio_scale: float
+) -> torch.Tensor:
     """``uncond + s_text·(cond − no_text) + s_audio·(no_text − uncond)`` (the reference formula)."""
     return uncond + text_scale * (cond - no_text) + audio_scale * (no_text - uncond)
 
@@ -43,8 +44,13 @@ def project(v0: torch.Tensor, v1: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return parallel.to(dtype), (v0 - parallel).to(dtype)
 
 
-def adaptive_projected(diff: torch.Tensor, pred_cond: torch.Tensor, buffer: MomentumBuffer | None,
-                       norm_threshold: float = 55.0, eta: float = 0.0) -> torch.Tensor:
+def adaptive_projected(
+    diff: torch.Tensor,
+    pred_cond: torch.Tensor,
+    buffer: MomentumBuffer | None,
+    norm_threshold: float = 55.0,
+    eta: float = 0.0,
+) -> torch.Tensor:
     if buffer is not None:
         diff = buffer.update(diff)
     if norm_threshold > 0:
@@ -57,8 +63,11 @@ def adaptive_projected(diff: torch.Tensor, pred_cond: torch.Tensor, buffer: Mome
 def three_pass_apg(cond, no_text, uncond, text_scale, audio_scale, buffers, norm_threshold=55.0) -> torch.Tensor:
     """APG variant of :func:`three_pass`: ``cond + (s−1)·APG(difference)`` for text and audio."""
     text_buffer, audio_buffer = buffers
-    return (cond + (text_scale - 1) * adaptive_projected(cond - no_text, cond, text_buffer, norm_threshold)
-            + (audio_scale - 1) * adaptive_projected(no_text - uncond, cond, audio_buffer, norm_threshold))
+    return (
+        cond
+        + (text_scale - 1) * adaptive_projected(cond - no_text, cond, text_buffer, norm_threshold)
+        + (audio_scale - 1) * adaptive_projected(no_text - uncond, cond, audio_buffer, norm_threshold)
+    )
 
 
 def match_colors(frames: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:

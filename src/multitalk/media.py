@@ -67,8 +67,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
 
     path = Path(path)
     with atomic_output(path) as tmp:
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format=(path.suffix[1:] or "png").upper()
-                                                                 .replace("JPG", "JPEG"))
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(
+            tmp, format=(path.suffix[1:] or "png").upper().replace("JPG", "JPEG")
+        )
 
 
 def frame_strip(video: np.ndarray, count: int = 8, gap: int = 4) -> np.ndarray:

@@ -97,9 +97,17 @@ class MultiTalkPipeline(DiffusionPipeline):
         variant: str = "multitalk",
     ):
         super().__init__()
-        self.register_modules(vae=vae, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
-                              audio_encoder=audio_encoder, scheduler=scheduler, feature_extractor=feature_extractor,
-                              image_encoder=image_encoder, image_processor=image_processor)
+        self.register_modules(
+            vae=vae,
+            transformer=transformer,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            audio_encoder=audio_encoder,
+            scheduler=scheduler,
+            feature_extractor=feature_extractor,
+            image_encoder=image_encoder,
+            image_processor=image_processor,
+        )
         # buckets: a size table's name (multitalk-480 / multitalk-720) or [height, width] pairs
         # negative_prompt: what no --negative-prompt means for this model (MultiTalk: its English default)
         # sampling: the settings this model was made for (a small demo model wants short clips, few steps)
@@ -110,9 +118,13 @@ class MultiTalkPipeline(DiffusionPipeline):
         buckets = buckets or "multitalk-480"
         bucket_table(buckets)  # a bad table name fails here, not at the first request
         self.processing = Processing.from_config(processing)
-        self.register_to_config(buckets=buckets if isinstance(buckets, str) else [list(b) for b in buckets], fps=fps,
-                                negative_prompt=negative_prompt, sampling=dict(sampling or {}),
-                                processing=self.processing.to_config())
+        self.register_to_config(
+            buckets=buckets if isinstance(buckets, str) else [list(b) for b in buckets],
+            fps=fps,
+            negative_prompt=negative_prompt,
+            sampling=dict(sampling or {}),
+            processing=self.processing.to_config(),
+        )
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
         self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)
 
@@ -140,8 +152,9 @@ class MultiTalkPipeline(DiffusionPipeline):
         max_length = min(self.transformer.config.text_len, self.tokenizer.model_max_length)
         if self.processing.clean_prompt:
             prompts = [clean_prompt(p) for p in prompts]
-        return TextEncoder(self.text_encoder, self.tokenizer, max_length=max_length,
-                           pad_to_max=self.processing.pad_prompt)(prompts)
+        return TextEncoder(
+            self.text_encoder, self.tokenizer, max_length=max_length, pad_to_max=self.processing.pad_prompt
+        )(prompts)
 
     def encode_audio(self, waveform: np.ndarray) -> torch.Tensor:
         """``[frames, layers, channels]`` at the video frame rate."""
@@ -182,8 +195,9 @@ class MultiTalkPipeline(DiffusionPipeline):
         mean, std = self._latent_stats(latents.device, latents.dtype)
         return self.vae.decode(latents / (1.0 / std) + mean).sample.float().clamp(-1, 1)
 
-    def encode_condition(self, given_frames: torch.Tensor, num_frames: int,
-                         reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_condition(
+        self, given_frames: torch.Tensor, num_frames: int, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """What a clip is conditioned on: the ``[3, n, H, W]`` given frames followed by zeros, VAE-encoded
         -> (mask channels + latents ``[1, 4 + C, T, h, w]``, the latents alone ``[1, C, T, h, w]``).
 
@@ -203,20 +217,38 @@ class MultiTalkPipeline(DiffusionPipeline):
 
     def _predict(self, latents, condition, t, clip: _Clip, audio, image_tokens, text, name, cache):
         model_input = torch.cat([latents, condition], dim=1).to(self.transformer.dtype)
-        kwargs = dict(hidden_states=model_input, timestep=t.expand(1).to(latents.device), encoder_hidden_states=text,
-                      audio=audio.to(self.transformer.dtype), encoder_hidden_states_image=image_tokens,
-                      reference_masks=clip.masks if audio.shape[1] > 1 else None, return_dict=False)
+        kwargs = dict(
+            hidden_states=model_input,
+            timestep=t.expand(1).to(latents.device),
+            encoder_hidden_states=text,
+            audio=audio.to(self.transformer.dtype),
+            encoder_hidden_states_image=image_tokens,
+            reference_masks=clip.masks if audio.shape[1] > 1 else None,
+            return_dict=False,
+        )
         if cache:
             with self.transformer.cache_context(name):
                 return self.transformer(**kwargs)[0].float()
         return self.transformer(**kwargs)[0].float()
 
     @torch.no_grad()
-    def generate_clip(self, cond_frames: torch.Tensor, audio: torch.Tensor, clip: _Clip, num_frames: int, steps: int,
-                      text_guidance: float, audio_guidance: float, shift: float, generator: torch.Generator,
-                      is_first: bool, apg: bool = False, on_step=None,
-                      reference: torch.Tensor | None = None,
-                      reference_frame: torch.Tensor | None = None) -> torch.Tensor:
+    def generate_clip(
+        self,
+        cond_frames: torch.Tensor,
+        audio: torch.Tensor,
+        clip: _Clip,
+        num_frames: int,
+        steps: int,
+        text_guidance: float,
+        audio_guidance: float,
+        shift: float,
+        generator: torch.Generator,
+        is_first: bool,
+        apg: bool = False,
+        on_step=None,
+        reference: torch.Tensor | None = None,
+        reference_frame: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One clip: ``cond_frames`` ``[3, n, H, W]`` in [-1, 1] and windowed ``audio``
         ``[1, P, num_frames, window, L, C]`` -> decoded frames ``[3, num_frames, H, W]``.
         ``reference``: see ``encode_condition``. ``on_step(i, t, latents) -> latents`` after every step.
@@ -275,8 +307,11 @@ class MultiTalkPipeline(DiffusionPipeline):
                 cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache)
                 no_text = self._predict(*args, audio, image_tokens, clip.negative, "no_text", cache)
                 uncond = self._predict(*args, silent, image_tokens, clip.negative, "uncond", cache)
-                velocity = (three_pass_apg(cond, no_text, uncond, text_guidance, audio_guidance, buffers) if apg
-                            else three_pass(cond, no_text, uncond, text_guidance, audio_guidance))
+                velocity = (
+                    three_pass_apg(cond, no_text, uncond, text_guidance, audio_guidance, buffers)
+                    if apg
+                    else three_pass(cond, no_text, uncond, text_guidance, audio_guidance)
+                )
             latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
             latents = inject_motion(latents, sigmas[i + 1])
             if on_step is not None:
@@ -296,12 +331,21 @@ class MultiTalkPipeline(DiffusionPipeline):
             raise MultiTalkInputError(f"size must be (height, width), 480, 720 or WxH, got {size!r}") from None
         multiple = self.vae_scale_spatial * self.transformer.config.patch_size[1]
         if min(size) < multiple or size[0] % multiple or size[1] % multiple:
-            raise MultiTalkInputError(f"size {size[1]}x{size[0]} must be a positive multiple of {multiple} on both "
-                                      "sides")
+            raise MultiTalkInputError(
+                f"size {size[1]}x{size[0]} must be a positive multiple of {multiple} on both sides"
+            )
         return size
 
-    def prepare(self, image: np.ndarray, voices: list[np.ndarray], audio_type: str = "para", bboxes=None,
-                bbox_format: str = "tlbr", mask_image: np.ndarray | None = None, size=None):
+    def prepare(
+        self,
+        image: np.ndarray,
+        voices: list[np.ndarray],
+        audio_type: str = "para",
+        bboxes=None,
+        bbox_format: str = "tlbr",
+        mask_image: np.ndarray | None = None,
+        size=None,
+    ):
         """Validate and bring inputs to the model's grid; cheap, so errors come before model work."""
         masks = check_request(image, voices, audio_type, bboxes, bbox_format, mask_image, self.config.fps)
         size = self.resolve_size(*image.shape[:2], size)
@@ -379,19 +423,28 @@ class MultiTalkPipeline(DiffusionPipeline):
             >>> out.frames.shape  # (F, H, W, 3) uint8, F = the audio's length at 25 fps
         """
         num_inference_steps, generator, callback_on_step_end, progress = _old_names(
-            deprecated, num_inference_steps, generator, callback_on_step_end)
+            deprecated, num_inference_steps, generator, callback_on_step_end
+        )
         image = self._reference_image(image, video, audio, prompt)
         variant = self.config.get("variant", "multitalk")
-        chosen = sampling_settings({**VARIANT_SAMPLING[variant], **self.config.sampling}, num_frames=num_frames,
-                                   steps=num_inference_steps, text_guidance=text_guidance,
-                                   audio_guidance=audio_guidance, shift=shift, motion_frames=motion_frames,
-                                   fit_clips=fit_clips, color_correction=color_correction)
+        chosen = sampling_settings(
+            {**VARIANT_SAMPLING[variant], **self.config.sampling},
+            num_frames=num_frames,
+            steps=num_inference_steps,
+            text_guidance=text_guidance,
+            audio_guidance=audio_guidance,
+            shift=shift,
+            motion_frames=motion_frames,
+            fit_clips=fit_clips,
+            color_correction=color_correction,
+        )
         num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
         check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
         check_scales(chosen)
         self._num_timesteps = steps
-        reference, masks, voices, (height, width) = self.prepare(image, audio, audio_type, bboxes, bbox_format,
-                                                                  mask_image, size)
+        reference, masks, voices, (height, width) = self.prepare(
+            image, audio, audio_type, bboxes, bbox_format, mask_image, size
+        )
         chosen["shift"] = chosen["shift"] if chosen["shift"] is not None else default_shift(height, width)
         device = self._execution_device
         feats = [self.encode_audio(v) for v in voices]  # P x [frames, L, C]
@@ -409,9 +462,31 @@ class MultiTalkPipeline(DiffusionPipeline):
         seed = deprecated.get("seed", 42)
         generator = generator if generator is not None else torch.Generator().manual_seed(seed)
         source = image[None] if video is None else video
-        store = _WorkDir(work_dir, _fingerprint(source, voices, prompt, negative_prompt, masks, _plain(
-            *[chosen[k] for k in sorted(chosen)], mode, max_frames, apg, height, width, variant,
-            self.processing.to_config(), generator.initial_seed()))) if work_dir else None
+        store = (
+            _WorkDir(
+                work_dir,
+                _fingerprint(
+                    source,
+                    voices,
+                    prompt,
+                    negative_prompt,
+                    masks,
+                    _plain(
+                        *[chosen[k] for k in sorted(chosen)],
+                        mode,
+                        max_frames,
+                        apg,
+                        height,
+                        width,
+                        variant,
+                        self.processing.to_config(),
+                        generator.initial_seed(),
+                    ),
+                ),
+            )
+            if work_dir
+            else None
+        )
         pieces, first_clip, cond = [], 0, reference[:, None]  # cond: [3, n, H, W]
         if store and resume and store.exists():
             pieces, cond, generator_state = store.load()
@@ -443,10 +518,22 @@ class MultiTalkPipeline(DiffusionPipeline):
                     out = callback_on_step_end(self, i, t, {"latents": latents, "clip": k, "clips": len(lengths)})
                     return (out or {}).get("latents", latents)
 
-                frames_k = self.generate_clip(cond.to(device), windows, clip, lengths[k], steps,
-                                              chosen["text_guidance"], chosen["audio_guidance"], chosen["shift"],
-                                              generator, k == 0, apg, on_step, self._reference_latents(reference),
-                                              reference_of(k).to(device) if variant == "infinitetalk" else None).cpu()
+                frames_k = self.generate_clip(
+                    cond.to(device),
+                    windows,
+                    clip,
+                    lengths[k],
+                    steps,
+                    chosen["text_guidance"],
+                    chosen["audio_guidance"],
+                    chosen["shift"],
+                    generator,
+                    k == 0,
+                    apg,
+                    on_step,
+                    self._reference_latents(reference),
+                    reference_of(k).to(device) if variant == "infinitetalk" else None,
+                ).cpu()
                 # the whole clip, the first included, before its last frames condition the next one;
                 # always against the first reference
                 frames_k = color_correct(frames_k, reference, chosen["color_correction"])
@@ -458,8 +545,12 @@ class MultiTalkPipeline(DiffusionPipeline):
             bar.close()
         frames = np.concatenate(pieces)[:wanted]
         mix = np.sum(voices, axis=0).astype(np.float32)
-        return MultiTalkOutput(frames=frames, audio=mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)],
-                               fps=self.config.fps, steps_run=(len(lengths) - first_clip) * steps)
+        return MultiTalkOutput(
+            frames=frames,
+            audio=mix[: round(frames.shape[0] / self.config.fps * SAMPLE_RATE)],
+            fps=self.config.fps,
+            steps_run=(len(lengths) - first_clip) * steps,
+        )
 
     @property
     def num_timesteps(self) -> int:
@@ -490,8 +581,12 @@ class MultiTalkPipeline(DiffusionPipeline):
 
 
 _WARNED: set[str] = set()
-OLD_NAMES = {"steps": "num_inference_steps", "seed": "generator=torch.Generator().manual_seed(seed)",
-             "callback": "callback_on_step_end", "progress": "set_progress_bar_config(disable=True)"}
+OLD_NAMES = {
+    "steps": "num_inference_steps",
+    "seed": "generator=torch.Generator().manual_seed(seed)",
+    "callback": "callback_on_step_end",
+    "progress": "set_progress_bar_config(disable=True)",
+}
 
 
 def _old_names(given: dict, num_inference_steps, generator, callback_on_step_end):
@@ -502,15 +597,20 @@ def _old_names(given: dict, num_inference_steps, generator, callback_on_step_end
     for name in given:
         if name not in _WARNED:
             _WARNED.add(name)
-            warnings.warn(f"`{name}` is deprecated; use `{OLD_NAMES[name]}` (the old name goes in the next release)",
-                          FutureWarning, stacklevel=3)
+            warnings.warn(
+                f"`{name}` is deprecated; use `{OLD_NAMES[name]}` (the old name goes in the next release)",
+                FutureWarning,
+                stacklevel=3,
+            )
     if num_inference_steps is None:
         num_inference_steps = given.get("steps")
     callback = given.get("callback")
     if callback is not None and callback_on_step_end is None:
+
         def callback_on_step_end(pipe, step, t, kwargs):
             callback(kwargs["clip"], kwargs["clips"], step + 1, pipe.num_timesteps)
             return {}
+
     return num_inference_steps, generator, callback_on_step_end, given.get("progress")
 
 
@@ -522,8 +622,12 @@ def pad_audio(feats: list[torch.Tensor], lengths: list[int], step: int, streamin
     if not streaming or (needed <= have if fit else needed < have):
         return feats
     missing = needed - have + 3
-    return [torch.cat([f, f[-missing:].flip(0)]) if missing <= f.shape[0] else
-            torch.cat([f, f[-1:].expand(missing, *f.shape[1:])]) for f in feats]
+    return [
+        torch.cat([f, f[-missing:].flip(0)])
+        if missing <= f.shape[0]
+        else torch.cat([f, f[-1:].expand(missing, *f.shape[1:])])
+        for f in feats
+    ]
 
 
 HD_AREA = 600_000  # between the 480p buckets (~410k pixels) and the 720p ones (~920k)
@@ -551,8 +655,15 @@ def condition_mask(num_frames: int, given: int, grid: tuple[int, int], vae_scale
     return mask.view(-1, vae_scale, *grid).transpose(0, 1)
 
 
-def check_request(image: np.ndarray, voices: list[np.ndarray], audio_type: str = "para", bboxes=None,
-                  bbox_format: str = "tlbr", mask_image: np.ndarray | None = None, fps: int = 25) -> torch.Tensor:
+def check_request(
+    image: np.ndarray,
+    voices: list[np.ndarray],
+    audio_type: str = "para",
+    bboxes=None,
+    bbox_format: str = "tlbr",
+    mask_image: np.ndarray | None = None,
+    fps: int = 25,
+) -> torch.Tensor:
     """Everything about the inputs that can be wrong, checked without a model; returns the
     ``(people + 1, H, W)`` masks at the image's size."""
     if image.ndim != 3 or image.shape[2] != 3:
@@ -572,8 +683,16 @@ VARIANTS = ("multitalk", "infinitetalk")
 # What differs in a variant's official defaults (InfiniteTalk carries 9 frames into the next clip).
 VARIANT_SAMPLING = {"multitalk": {}, "infinitetalk": {"motion_frames": 9}}
 # The official settings. shift None: by resolution (default_shift). color_correction: Lab strength.
-SAMPLING_DEFAULTS = {"num_frames": 81, "motion_frames": 25, "steps": 40, "text_guidance": 5.0, "audio_guidance": 4.0,
-                     "shift": None, "fit_clips": False, "color_correction": 1.0}
+SAMPLING_DEFAULTS = {
+    "num_frames": 81,
+    "motion_frames": 25,
+    "steps": 40,
+    "text_guidance": 5.0,
+    "audio_guidance": 4.0,
+    "shift": None,
+    "fit_clips": False,
+    "color_correction": 1.0,
+}
 
 
 def clip_lengths(wanted: int, num_frames: int, motion_frames: int, fit: bool = False, vae_scale: int = 4) -> list[int]:
@@ -611,8 +730,9 @@ def sampling_settings(model_sampling: dict | None, **given) -> dict:
     return chosen
 
 
-def check_settings(num_frames: int, steps: int, mode: str, motion_frames: int, max_frames: int,
-                   vae_scale: int = 4) -> None:
+def check_settings(
+    num_frames: int, steps: int, mode: str, motion_frames: int, max_frames: int, vae_scale: int = 4
+) -> None:
     """Number rules, checked before anything is loaded or encoded."""
     if mode not in MODES:
         raise MultiTalkInputError(f"unknown mode {mode!r}; use 'clip' or 'streaming'")
@@ -633,12 +753,14 @@ def check_scales(settings: dict) -> None:
         if value is not None and not math.isfinite(value):
             raise MultiTalkInputError(f"{name.replace('_', ' ')} must be a finite number, got {value}")
     if settings.get("shift") is not None and settings["shift"] <= 0:
-        raise MultiTalkInputError(f"shift must be positive (the official 7 at 480p, 11 at 720p), "
-                                  f"got {settings['shift']}")
+        raise MultiTalkInputError(
+            f"shift must be positive (the official 7 at 480p, 11 at 720p), got {settings['shift']}"
+        )
     strength = settings.get("color_correction")
     if strength is not None and not 0.0 <= strength <= 1.0:
-        raise MultiTalkInputError(f"colour correction must lie in 0..1 (1 = the official full correction), got "
-                                  f"{strength}")
+        raise MultiTalkInputError(
+            f"colour correction must lie in 0..1 (1 = the official full correction), got {strength}"
+        )
 
 
 def _plain(*values) -> list:
@@ -648,8 +770,11 @@ def _plain(*values) -> list:
 def _fingerprint(source, voices, prompt, negative, masks, settings) -> str:
     """``source``: the image as ``[1, H, W, 3]``, a video array, or a frame sequence (its ``indices`` are hashed)."""
     digest = hashlib.sha256()
-    frames = [source] if isinstance(source, np.ndarray) else [
-        np.asarray(source[i]) for i in getattr(source, "indices", range(len(source)))]
+    frames = (
+        [source]
+        if isinstance(source, np.ndarray)
+        else [np.asarray(source[i]) for i in getattr(source, "indices", range(len(source)))]
+    )
     for array in (*frames, *voices, masks.numpy()):
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps([prompt, negative, settings]).encode())
@@ -674,13 +799,17 @@ class _WorkDir:
             with open(tmp, "wb") as f:
                 np.save(f, pieces[-1])
         with atomic_output(self.state_path) as tmp:  # written last: the clip is complete
-            torch.save({"fingerprint": self.fingerprint, "clips": k + 1, "cond": cond.clone(),
-                        "generator": generator_state}, tmp)
+            torch.save(
+                {"fingerprint": self.fingerprint, "clips": k + 1, "cond": cond.clone(), "generator": generator_state},
+                tmp,
+            )
 
     def load(self):
         state = torch.load(self.state_path, weights_only=True)
         if state["fingerprint"] != self.fingerprint:
-            raise MultiTalkInputError(f"{self.folder} holds a different request (other inputs or settings); "
-                                      "use a new work folder or drop --resume")
+            raise MultiTalkInputError(
+                f"{self.folder} holds a different request (other inputs or settings); "
+                "use a new work folder or drop --resume"
+            )
         pieces = [np.load(self.folder / f"clip_{k:04d}.npy") for k in range(state["clips"])]
         return pieces, state["cond"], state["generator"]

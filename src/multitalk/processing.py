@@ -37,8 +37,11 @@ class Processing:
     pad_prompt: bool = True  # the text encoder sees its full length with a mask, output cut back (official)
 
     def __post_init__(self):
-        for name, value, allowed in (("resize", self.resize, RESIZES), ("clip_input", self.clip_input, CLIP_INPUTS),
-                                     ("to_uint8", self.to_uint8, ROUNDINGS)):
+        for name, value, allowed in (
+            ("resize", self.resize, RESIZES),
+            ("clip_input", self.clip_input, CLIP_INPUTS),
+            ("to_uint8", self.to_uint8, ROUNDINGS),
+        ):
             if value not in allowed:
                 raise ValueError(f"processing {name} {value!r} is not one of {allowed}")
 
@@ -55,8 +58,9 @@ class Processing:
 
 OFFICIAL = Processing()
 # What the models trained here (the bundled demo model among them) were made with.
-TRAINED_HERE = Processing(resize="bicubic-antialias", clip_input="processor", to_uint8="round", clean_prompt=False,
-                          pad_prompt=False)
+TRAINED_HERE = Processing(
+    resize="bicubic-antialias", clip_input="processor", to_uint8="round", clean_prompt=False, pad_prompt=False
+)
 
 
 # --------------------------------------------------------------------------------- images

@@ -15,15 +15,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_in_background(model: str | Path, data: str | Path, *extra: str, port: int | None = None,
-                        timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+def serve_in_background(
+    model: str | Path, data: str | Path, *extra: str, port: int | None = None, timeout: float = 60.0
+) -> tuple[subprocess.Popen, str]:
     """``(process, base_url)`` of a server on loopback that answers ``/v1/health``."""
     import httpx
 
     port = port or free_port()
-    process = subprocess.Popen([sys.executable, "-m", "multitalk.cli", "serve", "--model", str(model), "--data",
-                                str(data), "--port", str(port), *extra],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "multitalk.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     while time.time() < deadline:

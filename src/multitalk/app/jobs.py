@@ -59,8 +59,10 @@ class JobStore:
         return job_id
 
     def enqueue(self, job_id: str, request: dict) -> None:
-        self._execute("INSERT INTO jobs (id, state, created, request) VALUES (?, 'queued', ?, ?)",
-                      (job_id, time.time(), json.dumps(request)))
+        self._execute(
+            "INSERT INTO jobs (id, state, created, request) VALUES (?, 'queued', ?, ?)",
+            (job_id, time.time(), json.dumps(request)),
+        )
 
     def get(self, job_id: str) -> dict | None:
         rows = self._execute("SELECT * FROM jobs WHERE id=?", (job_id,))
@@ -110,8 +112,9 @@ class JobStore:
         job = self.get(job_id)
         if job is None or job["state"] != "queued":
             return None
-        rows = self._execute("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running') AND created < ?",
-                             (job["created"],))
+        rows = self._execute(
+            "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running') AND created < ?", (job["created"],)
+        )
         return int(rows[0]["n"])
 
 

@@ -31,9 +31,16 @@ def default_settings(sampling: dict | None = None) -> dict:
     from ..pipeline import sampling_settings
 
     chosen = sampling_settings(sampling)
-    return {"steps": chosen["steps"], "seed": 42, "mode": "streaming", "frames": chosen["num_frames"],
-            "motion_frames": chosen["motion_frames"], "text_guidance": chosen["text_guidance"],
-            "audio_guidance": chosen["audio_guidance"], "shift": chosen["shift"]}
+    return {
+        "steps": chosen["steps"],
+        "seed": 42,
+        "mode": "streaming",
+        "frames": chosen["num_frames"],
+        "motion_frames": chosen["motion_frames"],
+        "text_guidance": chosen["text_guidance"],
+        "audio_guidance": chosen["audio_guidance"],
+        "shift": chosen["shift"],
+    }
 
 
 @dataclass
@@ -66,12 +73,24 @@ def _parse_request(text: str, defaults: dict) -> dict:
                 settings[key] = type(default)(data[key])
             except (TypeError, ValueError):
                 raise HTTPException(400, f"{key} must be a {type(default).__name__}") from None
-    return {"prompt": data["prompt"], "negative_prompt": data.get("negative_prompt"),
-            "audio_type": data.get("audio_type", "para"), "bboxes": bboxes, "settings": settings}
+    return {
+        "prompt": data["prompt"],
+        "negative_prompt": data.get("negative_prompt"),
+        "audio_type": data.get("audio_type", "para"),
+        "bboxes": bboxes,
+        "settings": settings,
+    }
 
 
-def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, limits: Limits | None = None,
-               examples: str | Path | None = None, workers: int = 1, sampling: dict | None = None) -> FastAPI:
+def create_app(
+    data_dir: str | Path,
+    load_pipeline,
+    token: str | None = None,
+    limits: Limits | None = None,
+    examples: str | Path | None = None,
+    workers: int = 1,
+    sampling: dict | None = None,
+) -> FastAPI:
     """``load_pipeline()`` is called once per worker thread (each holds its own model); ``sampling``:
     the model's own sampling settings (``checkpoints.model_sampling``), the defaults of every job."""
     defaults = default_settings(sampling)
@@ -89,8 +108,9 @@ def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, li
         for worker in pool:
             worker.join(timeout=30)
 
-    app = FastAPI(title="multitalk", version="1", description="Videos of people talking to each other.",
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="multitalk", version="1", description="Videos of people talking to each other.", lifespan=lifespan
+    )
     app.state.store = store
     app.state.workers = pool
 
@@ -127,8 +147,9 @@ def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, li
         return path
 
     @app.post("/v1/jobs", status_code=201, dependencies=guarded)
-    async def submit(image: UploadFile = File(...), audio: list[UploadFile] = File(...),
-                     request: str = Form("{}")) -> dict:
+    async def submit(
+        image: UploadFile = File(...), audio: list[UploadFile] = File(...), request: str = Form("{}")
+    ) -> dict:
         from ..media import read_audio, read_image
         from ..pipeline import check_request, check_settings
 
@@ -140,12 +161,15 @@ def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, li
         try:
             suffix = Path(image.filename or "image.png").suffix or ".png"
             image_path = await _save(image, folder, f"image{suffix}")
-            audio_paths = [await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}")
-                           for i, a in enumerate(audio)]
+            audio_paths = [
+                await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}")
+                for i, a in enumerate(audio)
+            ]
             pixels = read_image(image_path)
             if pixels.shape[0] * pixels.shape[1] > limits.max_pixels:
-                raise HTTPException(413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels; the limit is "
-                                         f"{limits.max_pixels}")
+                raise HTTPException(
+                    413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels; the limit is {limits.max_pixels}"
+                )
             voices = [read_audio(p) for p in audio_paths]
             longest = max(v.size for v in voices) / 16000
             if longest > limits.max_audio_seconds:
@@ -211,7 +235,15 @@ def create_app(data_dir: str | Path, load_pipeline, token: str | None = None, li
 
 
 def _public(store: JobStore, job: dict) -> dict:
-    return {"id": job["id"], "state": job["state"], "created": job["created"], "started": job["started"],
-            "finished": job["finished"], "progress": job["progress"], "error": job["error"],
-            "queue_position": store.queue_position(job["id"]), "prompt": job["request"]["prompt"],
-            "video": f"/v1/jobs/{job['id']}/video" if job["state"] == "done" else None}
+    return {
+        "id": job["id"],
+        "state": job["state"],
+        "created": job["created"],
+        "started": job["started"],
+        "finished": job["finished"],
+        "progress": job["progress"],
+        "error": job["error"],
+        "queue_position": store.queue_position(job["id"]),
+        "prompt": job["request"]["prompt"],
+        "video": f"/v1/jobs/{job['id']}/video" if job["state"] == "done" else None,
+    }

@@ -29,21 +29,41 @@ def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None =
 
     def on_step(pipe, step, t, kwargs):
         clip, clips, steps = kwargs["clip"], kwargs["clips"], pipe.num_timesteps
-        if store.progress(job["id"], {"clip": clip + 1, "clips": clips, "step": step + 1, "steps": steps,
-                                      "fraction": (clip * steps + step + 1) / (clips * steps)}):
+        if store.progress(
+            job["id"],
+            {
+                "clip": clip + 1,
+                "clips": clips,
+                "step": step + 1,
+                "steps": steps,
+                "fraction": (clip * steps + step + 1) / (clips * steps),
+            },
+        ):
             raise Cancelled
         if stopping is not None and stopping.is_set():
             raise Interrupted
         return {}
 
     settings = request["settings"]
-    out = pipe(image, voices, request["prompt"], negative_prompt=request.get("negative_prompt"),
-               audio_type=request["audio_type"], bboxes=request.get("bboxes"), num_frames=settings["frames"],
-               num_inference_steps=settings["steps"], text_guidance=settings["text_guidance"],
-               audio_guidance=settings["audio_guidance"], shift=settings["shift"],
-               generator=torch.Generator().manual_seed(settings["seed"]), mode=settings["mode"],
-               motion_frames=settings["motion_frames"], work_dir=folder / "work", resume=True,
-               callback_on_step_end=on_step)
+    out = pipe(
+        image,
+        voices,
+        request["prompt"],
+        negative_prompt=request.get("negative_prompt"),
+        audio_type=request["audio_type"],
+        bboxes=request.get("bboxes"),
+        num_frames=settings["frames"],
+        num_inference_steps=settings["steps"],
+        text_guidance=settings["text_guidance"],
+        audio_guidance=settings["audio_guidance"],
+        shift=settings["shift"],
+        generator=torch.Generator().manual_seed(settings["seed"]),
+        mode=settings["mode"],
+        motion_frames=settings["motion_frames"],
+        work_dir=folder / "work",
+        resume=True,
+        callback_on_step_end=on_step,
+    )
     write_video(folder / "video.mp4", out.frames, out.fps, audio=out.audio)
 
 

@@ -17,8 +17,23 @@ import torch.nn.functional as F
 from ..errors import MultiTalkInputError
 
 # The official 480p buckets' sizes (height, width).
-BUCKETS_480P = [(320, 1216), (384, 1024), (448, 896), (512, 768), (576, 704), (640, 640), (704, 576), (768, 512),
-                (832, 448), (896, 448), (960, 384), (1088, 384), (1152, 320), (1216, 320), (1280, 320)]
+BUCKETS_480P = [
+    (320, 1216),
+    (384, 1024),
+    (448, 896),
+    (512, 768),
+    (576, 704),
+    (640, 640),
+    (704, 576),
+    (768, 512),
+    (832, 448),
+    (896, 448),
+    (960, 384),
+    (1088, 384),
+    (1152, 320),
+    (1216, 320),
+    (1280, 320),
+]
 BBOX_FORMATS = ("tlbr", "xyxy")
 DEFAULT_MARGIN = 0.05  # the official face_scale
 
@@ -26,15 +41,45 @@ DEFAULT_MARGIN = 0.05  # the official face_scale
 # chosen by the distance of the image's height/width to the *key* (rounded), not to the bucket's own ratio.
 BUCKET_TABLES = {
     "multitalk-480": [
-        (0.26, (320, 1216)), (0.38, (384, 1024)), (0.50, (448, 896)), (0.67, (512, 768)), (0.82, (576, 704)),
-        (1.00, (640, 640)), (1.22, (704, 576)), (1.50, (768, 512)), (1.86, (832, 448)), (2.00, (896, 448)),
-        (2.50, (960, 384)), (2.83, (1088, 384)), (3.60, (1152, 320)), (3.80, (1216, 320)), (4.00, (1280, 320))],
+        (0.26, (320, 1216)),
+        (0.38, (384, 1024)),
+        (0.50, (448, 896)),
+        (0.67, (512, 768)),
+        (0.82, (576, 704)),
+        (1.00, (640, 640)),
+        (1.22, (704, 576)),
+        (1.50, (768, 512)),
+        (1.86, (832, 448)),
+        (2.00, (896, 448)),
+        (2.50, (960, 384)),
+        (2.83, (1088, 384)),
+        (3.60, (1152, 320)),
+        (3.80, (1216, 320)),
+        (4.00, (1280, 320)),
+    ],
     "multitalk-720": [
-        (0.22, (448, 2048)), (0.29, (512, 1792)), (0.36, (576, 1600)), (0.45, (640, 1408)), (0.55, (704, 1280)),
-        (0.63, (768, 1216)), (0.76, (832, 1088)), (0.88, (896, 1024)), (1.00, (960, 960)), (1.14, (1024, 896)),
-        (1.31, (1088, 832)), (1.50, (1152, 768)), (1.58, (1216, 768)), (1.82, (1280, 704)), (1.91, (1344, 704)),
-        (2.20, (1408, 640)), (2.30, (1472, 640)), (2.67, (1536, 576)), (2.89, (1664, 576)), (3.62, (1856, 512)),
-        (3.75, (1920, 512))],
+        (0.22, (448, 2048)),
+        (0.29, (512, 1792)),
+        (0.36, (576, 1600)),
+        (0.45, (640, 1408)),
+        (0.55, (704, 1280)),
+        (0.63, (768, 1216)),
+        (0.76, (832, 1088)),
+        (0.88, (896, 1024)),
+        (1.00, (960, 960)),
+        (1.14, (1024, 896)),
+        (1.31, (1088, 832)),
+        (1.50, (1152, 768)),
+        (1.58, (1216, 768)),
+        (1.82, (1280, 704)),
+        (1.91, (1344, 704)),
+        (2.20, (1408, 640)),
+        (2.30, (1472, 640)),
+        (2.67, (1536, 576)),
+        (2.89, (1664, 576)),
+        (3.62, (1856, 512)),
+        (3.75, (1920, 512)),
+    ],
 }
 SIZE_NAMES = {"480": "multitalk-480", "480p": "multitalk-480", "720": "multitalk-720", "720p": "multitalk-720"}
 
@@ -114,16 +159,23 @@ def masks_from_bboxes(bboxes: list, height: int, width: int, fmt: str = "tlbr") 
     for i, box in enumerate(bboxes):
         top, left, bottom, right = to_tlbr(box, fmt)
         if not (bottom > top and right > left):
-            raise MultiTalkInputError(f"bbox {i + 1} {list(box)} is empty; give [top, left, bottom, right] with "
-                                      "bottom > top and right > left (or pass --bbox-format xyxy)")
+            raise MultiTalkInputError(
+                f"bbox {i + 1} {list(box)} is empty; give [top, left, bottom, right] with "
+                "bottom > top and right > left (or pass --bbox-format xyxy)"
+            )
         if top < 0 or left < 0 or bottom > height or right > width:
-            raise MultiTalkInputError(f"bbox {i + 1} {list(box)} lies outside the {width}x{height} image; "
-                                      "boxes are [top, left, bottom, right] in pixels")
+            raise MultiTalkInputError(
+                f"bbox {i + 1} {list(box)} lies outside the {width}x{height} image; "
+                "boxes are [top, left, bottom, right] in pixels"
+            )
         masks[i, int(top) : int(bottom), int(left) : int(right)] = 1
     overlap = masks[:-1].sum(0) > 1
     if overlap.any():
-        warnings.warn(f"person boxes overlap on {int(overlap.sum())} pixels; shared pixels belong to every such "
-                      "person, which weakens the binding there", stacklevel=2)
+        warnings.warn(
+            f"person boxes overlap on {int(overlap.sum())} pixels; shared pixels belong to every such "
+            "person, which weakens the binding there",
+            stacklevel=2,
+        )
     masks[-1] = 1 - masks[:-1].amax(0)
     return masks
 
@@ -131,8 +183,15 @@ def masks_from_bboxes(bboxes: list, height: int, width: int, fmt: str = "tlbr") 
 def default_masks(num_people: int, height: int, width: int, margin: float = DEFAULT_MARGIN) -> torch.Tensor:
     """N equal vertical strips, each shrunk by ``margin`` on every side (two people: the official split)."""
     strip = width // num_people
-    boxes = [[int(height * margin), i * strip + int(strip * margin), int(height * (1 - margin)),
-              i * strip + int(strip * (1 - margin))] for i in range(num_people)]
+    boxes = [
+        [
+            int(height * margin),
+            i * strip + int(strip * margin),
+            int(height * (1 - margin)),
+            i * strip + int(strip * (1 - margin)),
+        ]
+        for i in range(num_people)
+    ]
     return masks_from_bboxes(boxes, height, width)
 
 
@@ -143,14 +202,21 @@ def masks_from_image(mask_image: np.ndarray, num_people: int) -> torch.Tensor:
         labels = labels[..., 0]
     present = sorted(int(v) for v in np.unique(labels) if v != 0)
     if present != list(range(1, num_people + 1)):
-        raise MultiTalkInputError(f"the mask image must label people 1..{num_people} (0 = background); "
-                                  f"it holds labels {present}")
+        raise MultiTalkInputError(
+            f"the mask image must label people 1..{num_people} (0 = background); it holds labels {present}"
+        )
     masks = torch.stack([torch.from_numpy(labels == i + 1) for i in range(num_people)]).float()
     return torch.cat([masks, 1 - masks.amax(0, keepdim=True)])
 
 
-def person_masks(num_people: int, height: int, width: int, bboxes: list | None = None, bbox_format: str = "tlbr",
-                 mask_image: np.ndarray | None = None) -> torch.Tensor:
+def person_masks(
+    num_people: int,
+    height: int,
+    width: int,
+    bboxes: list | None = None,
+    bbox_format: str = "tlbr",
+    mask_image: np.ndarray | None = None,
+) -> torch.Tensor:
     """The masks for this request at the image's size; one person is everywhere."""
     if bboxes is not None and mask_image is not None:
         raise MultiTalkInputError("give either bboxes or a mask image, not both")
@@ -160,8 +226,10 @@ def person_masks(num_people: int, height: int, width: int, bboxes: list | None =
         return torch.cat([torch.ones(1, height, width), torch.zeros(1, height, width)])
     if mask_image is not None:
         if mask_image.shape[:2] != (height, width):
-            raise MultiTalkInputError(f"the mask image is {mask_image.shape[1]}x{mask_image.shape[0]}, the reference "
-                                      f"image {width}x{height}; they must match")
+            raise MultiTalkInputError(
+                f"the mask image is {mask_image.shape[1]}x{mask_image.shape[0]}, the reference "
+                f"image {width}x{height}; they must match"
+            )
         return masks_from_image(mask_image, num_people)
     if bboxes is not None:
         return masks_from_bboxes(bboxes, height, width, bbox_format)

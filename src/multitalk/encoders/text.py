@@ -53,8 +53,11 @@ class TextEncoder:
     @torch.no_grad()
     def __call__(self, prompts: list[str]) -> list[torch.Tensor]:
         batch = self.tokenizer(
-            list(prompts), padding="max_length" if self.pad_to_max else True, truncation=True,
-            max_length=self.max_length, return_tensors="pt"
+            list(prompts),
+            padding="max_length" if self.pad_to_max else True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
         )
         device = next(self.model.parameters()).device
         hidden = self.model(

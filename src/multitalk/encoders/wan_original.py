@@ -71,15 +71,28 @@ def umt5_config(state: dict[str, torch.Tensor]):
         buckets, heads = state["blocks.0.pos_embedding.embedding.weight"].shape
     except KeyError as exc:
         if "pos_embedding.embedding.weight" in state:
-            raise CheckpointError("this T5 shares one position bias across layers (T5, not umT5); Wan's "
-                                  "models_t5_umt5-xxl-enc-bf16.pth has one per layer") from None
+            raise CheckpointError(
+                "this T5 shares one position bias across layers (T5, not umT5); Wan's "
+                "models_t5_umt5-xxl-enc-bf16.pth has one per layer"
+            ) from None
         raise CheckpointError(f"the text encoder file lacks {exc.args[0]}; is it Wan's umT5 encoder?") from None
     layers = 1 + max(int(m[1]) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
-    return UMT5Config(vocab_size=vocab, d_model=dim, d_kv=dim_attn // heads, d_ff=dim_ffn, num_layers=layers,
-                      num_heads=heads, relative_attention_num_buckets=buckets,
-                      relative_attention_max_distance=T5_MAX_DISTANCE, feed_forward_proj="gated-gelu",
-                      dropout_rate=0.0, layer_norm_epsilon=1e-6, is_encoder_decoder=False, use_cache=False,
-                      tie_word_embeddings=False)
+    return UMT5Config(
+        vocab_size=vocab,
+        d_model=dim,
+        d_kv=dim_attn // heads,
+        d_ff=dim_ffn,
+        num_layers=layers,
+        num_heads=heads,
+        relative_attention_num_buckets=buckets,
+        relative_attention_max_distance=T5_MAX_DISTANCE,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        layer_norm_epsilon=1e-6,
+        is_encoder_decoder=False,
+        use_cache=False,
+        tie_word_embeddings=False,
+    )
 
 
 def umt5_key(key: str) -> str:
@@ -144,9 +157,17 @@ def clip_vision_config(state: dict[str, torch.Tensor], heads: int | None = None)
     heads = heads or (CLIP_HEADS if dim % CLIP_HEADS == 0 else max(1, dim // 80))
     if dim % heads:
         raise CheckpointError(f"CLIP width {dim} does not split into {heads} heads")
-    return CLIPVisionConfig(hidden_size=dim, intermediate_size=mlp, num_hidden_layers=layers, num_attention_heads=heads,
-                            image_size=grid * patch, patch_size=patch, hidden_act="gelu", layer_norm_eps=1e-5,
-                            projection_dim=dim)
+    return CLIPVisionConfig(
+        hidden_size=dim,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=grid * patch,
+        patch_size=patch,
+        hidden_act="gelu",
+        layer_norm_eps=1e-5,
+        projection_dim=dim,
+    )
 
 
 def clip_vision_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -156,7 +177,7 @@ def clip_vision_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     for key, value in state.items():
         if not key.startswith("visual."):
             continue  # the XLM-R text tower, log_scale
-        rest = key[len("visual."):]
+        rest = key[len("visual.") :]
         if rest == "patch_embedding.weight":
             out[root + "embeddings.patch_embedding.weight"] = value
         elif rest == "cls_embedding":
@@ -178,19 +199,28 @@ def clip_vision_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
                 for name, piece in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
                     out[f"{layer}self_attn.{name}.{kind}"] = piece
             else:
-                names = {"attn.proj.": "self_attn.out_proj.", "norm1.": "layer_norm1.", "norm2.": "layer_norm2.",
-                         "mlp.0.": "mlp.fc1.", "mlp.2.": "mlp.fc2."}
+                names = {
+                    "attn.proj.": "self_attn.out_proj.",
+                    "norm1.": "layer_norm1.",
+                    "norm2.": "layer_norm2.",
+                    "mlp.0.": "mlp.fc1.",
+                    "mlp.2.": "mlp.fc2.",
+                }
                 prefix = next((p for p in names if part.startswith(p)), None)
                 if prefix is None:
                     raise CheckpointError(f"unexpected key {key} in the CLIP file")
-                out[layer + names[prefix] + part[len(prefix):]] = value
+                out[layer + names[prefix] + part[len(prefix) :]] = value
         else:
             raise CheckpointError(f"unexpected key {key} in the CLIP file")
     return out
 
 
-def load_clip_vision(path: str | Path, torch_dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-                     heads: int | None = None):
+def load_clip_vision(
+    path: str | Path,
+    torch_dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    heads: int | None = None,
+):
     """``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth`` -> ``CLIPVisionModel`` (eval mode)."""
     from transformers import CLIPVisionModel
 
@@ -201,8 +231,14 @@ def load_clip_vision(path: str | Path, torch_dtype: torch.dtype | None = None, d
     converted = clip_vision_state(state)
     if not any(k.startswith("vision_model.") for k in model.state_dict()):  # transformers 5 drops the prefix
         converted = {k.removeprefix("vision_model."): v for k, v in converted.items()}
-    assign(model, converted, torch_dtype, device, what=f"{path} (CLIP visual tower)",
-           skip=("vision_model.embeddings.position_ids", "embeddings.position_ids"))
+    assign(
+        model,
+        converted,
+        torch_dtype,
+        device,
+        what=f"{path} (CLIP visual tower)",
+        skip=("vision_model.embeddings.position_ids", "embeddings.position_ids"),
+    )
     embeddings = getattr(model, "vision_model", model).embeddings
     if getattr(embeddings, "position_ids", None) is not None and embeddings.position_ids.is_meta:
         positions = (config.image_size // config.patch_size) ** 2 + 1
@@ -223,8 +259,9 @@ def clip_pixels(frame: torch.Tensor, size: int, mean=CLIP_MEAN, std=CLIP_STD) ->
 # ----------------------------------------------------------------------------------- shared
 
 
-def assign(model: torch.nn.Module, state: dict[str, torch.Tensor], torch_dtype, device, what: str,
-           skip: tuple[str, ...] = ()) -> None:
+def assign(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], torch_dtype, device, what: str, skip: tuple[str, ...] = ()
+) -> None:
     """Put every tensor of ``state`` into the meta-initialised ``model``, one at a time."""
     from accelerate.utils import set_module_tensor_to_device
 
@@ -233,9 +270,14 @@ def assign(model: torch.nn.Module, state: dict[str, torch.Tensor], torch_dtype, 
     unexpected = sorted(set(state) - set(expected))
     misshapen = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     if missing or unexpected or misshapen:
-        details = [f"missing {missing[:6]}" if missing else "", f"unexpected {unexpected[:6]}" if unexpected else "",
-                   "wrong shapes " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-                                               for k in misshapen[:6]) if misshapen else ""]
+        details = [
+            f"missing {missing[:6]}" if missing else "",
+            f"unexpected {unexpected[:6]}" if unexpected else "",
+            "wrong shapes "
+            + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in misshapen[:6])
+            if misshapen
+            else "",
+        ]
         raise CheckpointError(f"{what} does not convert cleanly: " + "; ".join(d for d in details if d))
     keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
     for key, value in state.items():

@@ -108,21 +108,30 @@ class SyncReport:
             "color_drift": round(float(np.mean(self.color_drift)), 2),
             "heads_found": round(float(self.measurement.found.mean()), 4),
             "per_person": [
-                {"lip_sync": _round(ls), "cross_talk": _round(ct), "still_mouth": _round(sm),
-                 "color_drift": round(cd, 2)}
-                for ls, ct, sm, cd in zip(self.lip_sync, self.cross_talk or [None] * len(self.lip_sync),
-                                          self.still_mouth, self.color_drift)
+                {
+                    "lip_sync": _round(ls),
+                    "cross_talk": _round(ct),
+                    "still_mouth": _round(sm),
+                    "color_drift": round(cd, 2),
+                }
+                for ls, ct, sm, cd in zip(
+                    self.lip_sync, self.cross_talk or [None] * len(self.lip_sync), self.still_mouth, self.color_drift
+                )
             ],
         }
 
     def table(self) -> str:
         rows = ["person  lip-sync  cross-talk  still-mouth  colour-drift"]
         for i, person in enumerate(self.summary()["per_person"]):
-            rows.append(f"{i + 1:>6}  {_fmt(person['lip_sync']):>8}  {_fmt(person['cross_talk']):>10}  "
-                        f"{_fmt(person['still_mouth']):>11}  {person['color_drift']:>12.1f}")
+            rows.append(
+                f"{i + 1:>6}  {_fmt(person['lip_sync']):>8}  {_fmt(person['cross_talk']):>10}  "
+                f"{_fmt(person['still_mouth']):>11}  {person['color_drift']:>12.1f}"
+            )
         binding = "n/a (one person)" if self.binding_accuracy is None else f"{self.binding_accuracy:.3f}"
-        rows.append(f"mean lip-sync {_fmt(self.mean_lip_sync)} · binding accuracy {binding} · heads found in "
-                    f"{self.measurement.found.mean():.0%} of frames")
+        rows.append(
+            f"mean lip-sync {_fmt(self.mean_lip_sync)} · binding accuracy {binding} · heads found in "
+            f"{self.measurement.found.mean():.0%} of frames"
+        )
         return "\n".join(rows)
 
 
@@ -155,5 +164,6 @@ def evaluate_sync(video: np.ndarray, scene: Scene, true_openings: np.ndarray, to
     distance = np.linalg.norm(measurement.colors[:frames] - measurement.colors[:1], axis=-1) * 255  # F, P
     seen = measurement.found[:, :frames].T  # F, P
     drift = (distance * seen).sum(0) / np.maximum(seen.sum(0), 1)  # frames where the head was not found don't count
-    return SyncReport(lip_sync, cross_talk, still, [float(d) for d in drift],
-                      float(np.mean(wins)) if wins else None, measurement)
+    return SyncReport(
+        lip_sync, cross_talk, still, [float(d) for d in drift], float(np.mean(wins)) if wins else None, measurement
+    )

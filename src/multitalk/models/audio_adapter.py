@@ -77,6 +77,11 @@ class AudioAdapter(nn.Module):
         hidden = torch.relu(self.proj2(torch.cat([first, later], dim=1)))  # B, T, inter
         tokens = self.proj3(hidden).unflatten(-1, (self.context_tokens, self.output_dim))
         if self.norm_in_float32 and isinstance(self.norm, nn.LayerNorm):
-            return nn.functional.layer_norm(tokens.float(), self.norm.normalized_shape, self.norm.weight.float(),
-                                            self.norm.bias.float(), self.norm.eps).to(tokens.dtype)
+            return nn.functional.layer_norm(
+                tokens.float(),
+                self.norm.normalized_shape,
+                self.norm.weight.float(),
+                self.norm.bias.float(),
+                self.norm.eps,
+            ).to(tokens.dtype)
         return self.norm(tokens)

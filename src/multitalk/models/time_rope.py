@@ -23,8 +23,13 @@ ROPE_THETA = 10000.0  # Wan's, fixed in diffusers' WanRotaryPosEmbed
 class TimeSqueezedRotaryPosEmbed(WanRotaryPosEmbed):
     """``WanRotaryPosEmbed`` whose temporal positions stay within ``trained_latent_frames`` (None: Wan's own)."""
 
-    def __init__(self, attention_head_dim: int, patch_size: tuple[int, int, int], max_seq_len: int,
-                 trained_latent_frames: int | None = None):
+    def __init__(
+        self,
+        attention_head_dim: int,
+        patch_size: tuple[int, int, int],
+        max_seq_len: int,
+        trained_latent_frames: int | None = None,
+    ):
         super().__init__(attention_head_dim, patch_size, max_seq_len)
         self.trained_latent_frames = trained_latent_frames
 
@@ -36,8 +41,9 @@ class TimeSqueezedRotaryPosEmbed(WanRotaryPosEmbed):
             return cos, sin
         exact = torch.float32 if cos.device.type == "mps" else torch.float64  # as diffusers builds Wan's
         positions = torch.linspace(0, trained - 1, frames, dtype=exact, device=cos.device)
-        time_cos, time_sin = get_1d_rotary_pos_embed(self.t_dim, positions, ROPE_THETA, use_real=True,
-                                                     repeat_interleave_real=True, freqs_dtype=exact)
+        time_cos, time_sin = get_1d_rotary_pos_embed(
+            self.t_dim, positions, ROPE_THETA, use_real=True, repeat_interleave_real=True, freqs_dtype=exact
+        )
         return _with_time(cos, time_cos, frames, self.t_dim), _with_time(sin, time_sin, frames, self.t_dim)
 
 

@@ -326,8 +326,14 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
             return
         old = self.patch_embedding
         extra = self.config.out_channels
-        wider = nn.Conv3d(old.in_channels + extra, old.out_channels, old.kernel_size, old.stride,
-                          device=old.weight.device, dtype=old.weight.dtype)
+        wider = nn.Conv3d(
+            old.in_channels + extra,
+            old.out_channels,
+            old.kernel_size,
+            old.stride,
+            device=old.weight.device,
+            dtype=old.weight.dtype,
+        )
         with torch.no_grad():
             wider.weight.zero_()
             wider.weight[:, : old.in_channels] = old.weight

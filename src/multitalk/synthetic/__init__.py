@@ -6,6 +6,19 @@ from .scene import ACTIONS, Scene, random_scene
 from .speech import MODES, Conversation, Voice, conversation, loudness_envelope
 
 __all__ = [
-    "ACTIONS", "MODES", "Conversation", "Sample", "Scene", "Voice", "conversation", "load_scene_record",
-    "loudness_envelope", "make_sample", "mouth_openings", "random_scene", "render", "write_dataset", "write_sample",
+    "ACTIONS",
+    "MODES",
+    "Conversation",
+    "Sample",
+    "Scene",
+    "Voice",
+    "conversation",
+    "load_scene_record",
+    "loudness_envelope",
+    "make_sample",
+    "mouth_openings",
+    "random_scene",
+    "render",
+    "write_dataset",
+    "write_sample",
 ]

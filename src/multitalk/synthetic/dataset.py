@@ -85,8 +85,9 @@ def official_input(sample: Sample) -> dict:
 def _write_json(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=1)
     # keep number lists (boxes, opening tracks) on one line each
-    text = re.sub(r"\[\s+([-0-9.eE,\s]+?)\s+\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]",
-                  text)
+    text = re.sub(
+        r"\[\s+([-0-9.eE,\s]+?)\s+\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text
+    )
     with atomic_output(path) as tmp:
         tmp.write_text(text + "\n")
 
@@ -112,14 +113,22 @@ def load_scene_record(path: str | Path) -> dict:
         path = path / "scene.json"
     record = json.loads(path.read_text())
     record["scene"] = Scene.from_dict(record["scene"])
-    record["mouth_opening"] = np.array([record["mouth_opening"][person_key(i)]
-                                        for i in range(record["scene"].num_people)], np.float32)
+    record["mouth_opening"] = np.array(
+        [record["mouth_opening"][person_key(i)] for i in range(record["scene"].num_people)], np.float32
+    )
     return record
 
 
-def sample_scene(seed: int, people: tuple[int, int] = (1, 3), seconds: float = 5.0, size: int = 128,
-                 modes: tuple[str, ...] = ("add", "para", "silent"), mode_weights=(0.45, 0.45, 0.1),
-                 speech: str = "tone", action: str | None = "random") -> Scene:
+def sample_scene(
+    seed: int,
+    people: tuple[int, int] = (1, 3),
+    seconds: float = 5.0,
+    size: int = 128,
+    modes: tuple[str, ...] = ("add", "para", "silent"),
+    mode_weights=(0.45, 0.45, 0.1),
+    speech: str = "tone",
+    action: str | None = "random",
+) -> Scene:
     """The scene of dataset item ``seed``: people count and conversation mode drawn from the seed;
     ``action`` as in ``random_scene`` (a set of walks alone, say, to teach what "walks to the left" means)."""
     rng = np.random.default_rng([seed, 2])
@@ -129,9 +138,18 @@ def sample_scene(seed: int, people: tuple[int, int] = (1, 3), seconds: float = 5
     return random_scene(seed, num_people, seconds, mode, size, size, action=action, speech=speech)
 
 
-def write_dataset(out: str | Path, count: int, people: tuple[int, int] = (1, 3), seconds: float = 5.0,
-                  size: int = 128, first_seed: int = 0, with_video: bool = True, progress: bool = True,
-                  speech: str = "tone", action: str | None = "random") -> list[Path]:
+def write_dataset(
+    out: str | Path,
+    count: int,
+    people: tuple[int, int] = (1, 3),
+    seconds: float = 5.0,
+    size: int = 128,
+    first_seed: int = 0,
+    with_video: bool = True,
+    progress: bool = True,
+    speech: str = "tone",
+    action: str | None = "random",
+) -> list[Path]:
     """Write ``count`` samples as ``out/000000`` ...; complete samples are kept, so a rerun resumes."""
     out = Path(out)
     folders = []

@@ -81,8 +81,10 @@ class Scene:
     @classmethod
     def from_dict(cls, data: dict) -> "Scene":
         data = dict(data)
-        data["people"] = [Person(**{**p, "head_color": tuple(p["head_color"]), "body_color": tuple(p["body_color"])})
-                          for p in data["people"]]
+        data["people"] = [
+            Person(**{**p, "head_color": tuple(p["head_color"]), "body_color": tuple(p["body_color"])})
+            for p in data["people"]
+        ]
         bg = data["background"]
         data["background"] = Background(**{**bg, "color1": tuple(bg["color1"]), "color2": tuple(bg["color2"])})
         data["actions"] = [Action(**a) for a in data["actions"]]
@@ -165,8 +167,17 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ sampling
 
 _NUMBERS = ["No", "One", "Two", "Three", "Four"]
-_HUES = [(0, "red"), (30, "orange"), (55, "yellow"), (100, "green"), (170, "teal"), (215, "blue"), (275, "purple"),
-         (325, "pink"), (360, "red")]
+_HUES = [
+    (0, "red"),
+    (30, "orange"),
+    (55, "yellow"),
+    (100, "green"),
+    (170, "teal"),
+    (215, "blue"),
+    (275, "purple"),
+    (325, "pink"),
+    (360, "red"),
+]
 
 
 def color_name(color: Color) -> str:
@@ -260,12 +271,18 @@ def random_scene(
         while cursor < seconds:
             blinks.append(round(cursor, 3))
             cursor += float(rng.uniform(2.0, 5.0))
-        people.append(Person(
-            head_color=heads[i], body_color=body,
-            x=float((i + 0.5) * strip + rng.uniform(-0.05, 0.05) * strip),
-            y=float(rng.uniform(0.3, 0.45)), radius=radius,
-            sway_hz=float(rng.uniform(0.2, 0.5)), sway_phase=float(rng.uniform(0, 2 * np.pi)), blinks=blinks,
-        ))
+        people.append(
+            Person(
+                head_color=heads[i],
+                body_color=body,
+                x=float((i + 0.5) * strip + rng.uniform(-0.05, 0.05) * strip),
+                y=float(rng.uniform(0.3, 0.45)),
+                radius=radius,
+                sway_hz=float(rng.uniform(0.2, 0.5)),
+                sway_phase=float(rng.uniform(0, 2 * np.pi)),
+                blinks=blinks,
+            )
+        )
 
     kind = action
     if action == "random":
@@ -320,8 +337,11 @@ def describe(scene: Scene) -> str:
     """The prompt: who is there, the background, and what happens."""
     n = scene.num_people
     heads = [_article(color_name(p.head_color)) + " head" for p in scene.people]
-    people = "One cartoon person with " + heads[0] if n == 1 else (
-        f"{_NUMBERS[n]} cartoon people, with " + ", ".join(heads[:-1]) + " and " + heads[-1] + ",")
+    people = (
+        "One cartoon person with " + heads[0]
+        if n == 1
+        else (f"{_NUMBERS[n]} cartoon people, with " + ", ".join(heads[:-1]) + " and " + heads[-1] + ",")
+    )
     verb = "talks" if n == 1 else "talk"
     bg = scene.background
     backdrop = {"flat": "a plain", "gradient": "a graded", "stripes": "a striped", "checker": "a chequered"}[bg.kind]

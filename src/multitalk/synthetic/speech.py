@@ -79,14 +79,16 @@ def _espeak(voice: Voice, seconds: float, rng: np.random.Generator) -> np.ndarra
     pitch = int(np.clip((voice.pitch - 80) / 200 * 99, 0, 99))  # espeak's 0-99 pitch scale
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "speech.wav"
-        subprocess.run(["espeak-ng", "-w", str(out), "-p", str(pitch), "-s", "165", words], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-w", str(out), "-p", str(pitch), "-s", "165", words], check=True, capture_output=True
+        )
         samples, rate = soundfile.read(out, dtype="float32", always_2d=True)
     return resample_poly(samples[:, 0], SAMPLE_RATE, rate)[: int(seconds * SAMPLE_RATE)]
 
 
-def speak(voice: Voice, seconds: float, intervals: list[tuple[float, float]], rng: np.random.Generator,
-          source: str = "tone") -> np.ndarray:
+def speak(
+    voice: Voice, seconds: float, intervals: list[tuple[float, float]], rng: np.random.Generator, source: str = "tone"
+) -> np.ndarray:
     """One track of ``seconds``: syllables with pauses inside each (start, end) talk interval."""
     track = np.zeros(int(seconds * SAMPLE_RATE))
     for start, end in intervals:
@@ -153,8 +155,9 @@ class Conversation:
         return [loudness_envelope(t) for t in self.tracks]
 
 
-def conversation(num_people: int, seconds: float, mode: str = "add", seed: int = 0, source: str = "tone"
-                 ) -> Conversation:
+def conversation(
+    num_people: int, seconds: float, mode: str = "add", seed: int = 0, source: str = "tone"
+) -> Conversation:
     """A deterministic conversation: same arguments, same samples."""
     if mode not in MODES:
         raise ValueError(f"unknown conversation mode {mode!r}; choose one of {MODES}")

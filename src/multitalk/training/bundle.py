@@ -28,8 +28,9 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def bundle(source: str | Path, target: str | Path, sampling: dict | None = None,
-           transformer_dtype: torch.dtype = torch.float16) -> Path:
+def bundle(
+    source: str | Path, target: str | Path, sampling: dict | None = None, transformer_dtype: torch.dtype = torch.float16
+) -> Path:
     """Write the slim folder at ``target`` (replaced whole, never left half-written)."""
     from transformers import AutoModel
 

@@ -83,10 +83,13 @@ class TrainConfig:
         choices = TRAINABLE[self.stage]
         self.trainable = choices[0] if self.trainable is None else self.trainable
         if self.trainable not in choices:
-            raise MultiTalkInputError(f"trainable must be one of {choices} for the {self.stage} stage, "
-                                      f"got {self.trainable!r}")
-        if not (isinstance(self.data, (str, Path)) or (isinstance(self.data, list) and self.data
-                                                       and all(isinstance(d, (str, Path)) for d in self.data))):
+            raise MultiTalkInputError(
+                f"trainable must be one of {choices} for the {self.stage} stage, got {self.trainable!r}"
+            )
+        if not (
+            isinstance(self.data, (str, Path))
+            or (isinstance(self.data, list) and self.data and all(isinstance(d, (str, Path)) for d in self.data))
+        ):
             raise MultiTalkInputError(f"data must be a folder or a list of folders, got {self.data!r}")
         if (self.frames - 1) % 4:
             raise MultiTalkInputError(f"frames must be of the form 4k+1, got {self.frames}")
@@ -94,10 +97,13 @@ class TrainConfig:
             raise MultiTalkInputError(f"motion_share needs motion_frames in 1..{self.frames - 1}")
         if self.vae_inflate and (self.stage != "vae" or self.init == "new"):  # the folder may not exist yet
             raise MultiTalkInputError("vae_inflate needs the vae stage and an init VAE folder (an image-trained VAE)")
-        if self.round_trip_weight and (self.stage != "vae" or not 1 <= self.round_trip_frames <= self.frames
-                                       or (self.round_trip_frames - 1) % 4):
-            raise MultiTalkInputError(f"round_trip_weight needs the vae stage and round_trip_frames of the form 4k+1 "
-                                      f"in 1..frames ({self.frames}), got {self.round_trip_frames}")
+        if self.round_trip_weight and (
+            self.stage != "vae" or not 1 <= self.round_trip_frames <= self.frames or (self.round_trip_frames - 1) % 4
+        ):
+            raise MultiTalkInputError(
+                f"round_trip_weight needs the vae stage and round_trip_frames of the form 4k+1 "
+                f"in 1..frames ({self.frames}), got {self.round_trip_frames}"
+            )
         if self.round_trips < 1:
             raise MultiTalkInputError(f"round_trips must be at least 1, got {self.round_trips}")
         if self.posterior_std_init is not None and self.posterior_std_init <= 0:
@@ -107,8 +113,15 @@ class TrainConfig:
                 raise MultiTalkInputError(f"{name} only acts on motion_share batches: set motion_share too")
         if not 0 <= self.motion_recolor <= 180:
             raise MultiTalkInputError(f"motion_recolor is an angle in degrees, 0..180, got {self.motion_recolor}")
-        for name in ("i2v_share", "audio_dropout", "text_dropout", "image_dropout", "motion_share", "motion_noise",
-                     "motion_own"):
+        for name in (
+            "i2v_share",
+            "audio_dropout",
+            "text_dropout",
+            "image_dropout",
+            "motion_share",
+            "motion_noise",
+            "motion_own",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 

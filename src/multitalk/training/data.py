@@ -46,8 +46,10 @@ def sample_folders(data: str | Path | list, people: tuple[int, int]) -> list[Pat
         for spec in sorted(Path(root).glob("*/input.json")):
             name = spec.parent.name
             if name in seen:
-                raise MultiTalkInputError(f"sample {name} is in both {seen[name].parent} and {root}: "
-                                          "the clip cache names clips by sample; rename one")
+                raise MultiTalkInputError(
+                    f"sample {name} is in both {seen[name].parent} and {root}: "
+                    "the clip cache names clips by sample; rename one"
+                )
             seen[name] = spec.parent
             count = len(json.loads(spec.read_text())["cond_audio"])  # cheap: no paths resolved
             if people[0] <= count <= people[1]:
@@ -58,10 +60,13 @@ def sample_folders(data: str | Path | list, people: tuple[int, int]) -> list[Pat
 def read_sample_input(folder: Path) -> dict:
     """A sample folder's official ``input.json``, resolved: image path, voice paths in person order, boxes."""
     spec = json.loads((folder / "input.json").read_text())
-    return {"prompt": spec["prompt"], "image": folder / spec["cond_image"],
-            "audio": [folder / path for path in in_person_order(spec["cond_audio"])],
-            "bboxes": in_person_order(spec["bbox"]) if "bbox" in spec else None,
-            "audio_type": spec.get("audio_type", "para")}
+    return {
+        "prompt": spec["prompt"],
+        "image": folder / spec["cond_image"],
+        "audio": [folder / path for path in in_person_order(spec["cond_audio"])],
+        "bboxes": in_person_order(spec["bbox"]) if "bbox" in spec else None,
+        "audio_type": spec.get("audio_type", "para"),
+    }
 
 
 def clip_starts(video_frames: int, frames: int, clips: int) -> list[int]:
@@ -70,8 +75,9 @@ def clip_starts(video_frames: int, frames: int, clips: int) -> list[int]:
 
 
 @torch.no_grad()
-def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
-                  motion_frames: int = 0) -> list[dict[str, torch.Tensor]]:
+def encode_sample(
+    pipe, folder: Path, frames: int, size: int, clips: int = 1, motion_frames: int = 0
+) -> list[dict[str, torch.Tensor]]:
     """The cached tensors of ``clips`` clips spread evenly over one sample's video (fewer if it is short).
 
     Spread, not back to back: the start, the middle and the end of a scene differ most (someone
@@ -101,18 +107,32 @@ def encode_sample(pipe, folder: Path, frames: int, size: int, clips: int = 1,
             masks = person_masks(len(voices), *video.shape[1:3], boxes)
         masks = resize_and_center_crop_masks(masks, (size, size))
         grid_masks = torch.nn.functional.interpolate(masks[None], size=latents.shape[-2:], mode="nearest")[0]
-        item = {"latents": latents, "condition": pipe.encode_condition(clip[:, :1], frames)[0][0],
-                "audio": audio.float(), "text": text, "masks": grid_masks,
-                "mouths": mouth_cells(heads, slice(start, start + frames), size, latents.shape[1:]),
-                "movers": mover_cells(scene or None, slice(start, start + frames), size, latents.shape[1:])}
+        item = {
+            "latents": latents,
+            "condition": pipe.encode_condition(clip[:, :1], frames)[0][0],
+            "audio": audio.float(),
+            "text": text,
+            "masks": grid_masks,
+            "mouths": mouth_cells(heads, slice(start, start + frames), size, latents.shape[1:]),
+            "movers": mover_cells(scene or None, slice(start, start + frames), size, latents.shape[1:]),
+        }
         if motion_frames:
             item["condition_motion"] = pipe.encode_condition(clip[:, :motion_frames], frames)[0][0]
         items.append(item)
     return items
 
 
-def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: int, people: tuple[int, int],
-                progress: bool = True, clips: int = 1, motion_frames: int = 0) -> list[Path]:
+def build_cache(
+    pipe,
+    root: str | Path,
+    cache: str | Path,
+    frames: int,
+    size: int,
+    people: tuple[int, int],
+    progress: bool = True,
+    clips: int = 1,
+    motion_frames: int = 0,
+) -> list[Path]:
     """Encode every sample once (kept across runs and stages; a rerun only adds what is missing).
 
     ``key.json`` records what the clips were encoded with (clip shape, digests of the VAE's encoder
@@ -126,8 +146,10 @@ def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: in
         found = json.loads((cache / "key.json").read_text())
         if found != key:
             changed = sorted(k for k in key if found.get(k) != key[k])
-            raise MultiTalkInputError(f"the clip cache {cache} was encoded with other {', '.join(changed)}; "
-                                      "delete it or give this run its own `cache:` folder")
+            raise MultiTalkInputError(
+                f"the clip cache {cache} was encoded with other {', '.join(changed)}; "
+                "delete it or give this run its own `cache:` folder"
+            )
     else:
         with atomic_output(cache / "key.json") as tmp:
             tmp.write_text(json.dumps(key, indent=1) + "\n")
@@ -151,8 +173,14 @@ def build_cache(pipe, root: str | Path, cache: str | Path, frames: int, size: in
 def cache_key(pipe, frames: int, size: int, clips: int, motion_frames: int) -> dict:
     models = {name: weights_digest(getattr(pipe, name)) for name in ("text_encoder", "audio_encoder")}
     models["vae_encoder"] = encoder_digest(pipe.vae)
-    return {"layout": CACHE_LAYOUT, "frames": frames, "size": size, "clips_per_sample": clips,
-            "motion_frames": motion_frames, **models}
+    return {
+        "layout": CACHE_LAYOUT,
+        "frames": frames,
+        "size": size,
+        "clips_per_sample": clips,
+        "motion_frames": motion_frames,
+        **models,
+    }
 
 
 class CachedClips:
@@ -173,7 +201,7 @@ class CachedClips:
         first_clips = {sample: item for (sample, k), item in zip(names, self.items, strict=True) if k == "0"}
         for sample, item in zip(self.samples, self.items, strict=True):
             first = first_clips[sample]
-            item["reference"] = first["condition"][-first["latents"].shape[0]:, :1]
+            item["reference"] = first["condition"][-first["latents"].shape[0] :, :1]
         self.empty_text = load_file(Path(cache) / EMPTY_PROMPT)["text"]
         self.groups: dict[int, list[int]] = {}
         for i, item in enumerate(self.items):
@@ -193,8 +221,9 @@ class CachedClips:
         """The batch of these clips (all with the same number of people); prompts padded to the longest."""
         picks = [self.items[i] for i in indices]
         longest = max(item["text"].shape[0] for item in picks)
-        text = torch.stack([torch.nn.functional.pad(item["text"], (0, 0, 0, longest - item["text"].shape[0]))
-                            for item in picks])
+        text = torch.stack(
+            [torch.nn.functional.pad(item["text"], (0, 0, 0, longest - item["text"].shape[0])) for item in picks]
+        )
         keys = ("latents", "audio", "masks", "mouths", "movers", "reference")
         batch = {k: torch.stack([item[k] for item in picks]) for k in keys}
         condition = "condition_motion" if motion else "condition"

@@ -44,8 +44,9 @@ def head_masks(heads: tuple[np.ndarray, np.ndarray], frames: slice, size: int) -
     return disc, box
 
 
-def head_weights(heads: tuple[np.ndarray, np.ndarray] | None, frames: slice, size: int,
-                 face: float, mouth: float = 0.0) -> np.ndarray:
+def head_weights(
+    heads: tuple[np.ndarray, np.ndarray] | None, frames: slice, size: int, face: float, mouth: float = 0.0
+) -> np.ndarray:
     """Per-pixel loss weights ``(F, S, S)``: 1, plus ``face`` on every head disc, plus ``mouth`` on
     every mouth box (``head_masks``)."""
     if heads is None or not (face or mouth):
@@ -67,8 +68,14 @@ def _latent_cells(pixels: torch.Tensor, latent_shape: tuple[int, int, int], stri
     return cells
 
 
-def mover_cells(scene, frames: slice, size: int, latent_shape: tuple[int, int, int],
-                stride: tuple[int, int] = (4, 8), least: float = 1.0) -> torch.Tensor:
+def mover_cells(
+    scene,
+    frames: slice,
+    size: int,
+    latent_shape: tuple[int, int, int],
+    stride: tuple[int, int] = (4, 8),
+    least: float = 1.0,
+) -> torch.Tensor:
     """``(T, h, w)``: 1 on every latent cell that a person moving at least ``least`` px sideways
     within ``frames`` (walking, swapping; not the idle sway) covers at any time of the clip, else 0.
 
@@ -92,8 +99,13 @@ def mover_cells(scene, frames: slice, size: int, latent_shape: tuple[int, int, i
     return _latent_cells(pixels, latent_shape, stride)
 
 
-def mouth_cells(heads: tuple[np.ndarray, np.ndarray] | None, frames: slice, size: int,
-                latent_shape: tuple[int, int, int], stride: tuple[int, int] = (4, 8)) -> torch.Tensor:
+def mouth_cells(
+    heads: tuple[np.ndarray, np.ndarray] | None,
+    frames: slice,
+    size: int,
+    latent_shape: tuple[int, int, int],
+    stride: tuple[int, int] = (4, 8),
+) -> torch.Tensor:
     """``(T, h, w)``: 1 where a latent cell holds part of a mouth box, else 0."""
     if heads is None:
         return torch.zeros(latent_shape)

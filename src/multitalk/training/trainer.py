@@ -36,8 +36,9 @@ def batch_kind(rng: np.random.Generator, config: TrainConfig) -> str:
     return "audio"
 
 
-def noise_given_latents(condition: torch.Tensor, latent_channels: int, most: float,
-                        generator: torch.Generator) -> torch.Tensor:
+def noise_given_latents(
+    condition: torch.Tensor, latent_channels: int, most: float, generator: torch.Generator
+) -> torch.Tensor:
     """``condition`` (mask channels + latents, ``B, M + C, T, h, w``) with the latents of its given frames
     mixed with noise, ``(1 - s) x + s e`` with ``s`` drawn in ``[0, most]`` per clip.
 
@@ -58,15 +59,16 @@ def turn_colors(pixels: torch.Tensor, degrees: torch.Tensor, region: torch.Tenso
     (``B``) where ``region`` (``B, 1, 1, H, W`` in [0, 1]) says: the hue moves, each pixel's grey stays."""
     B = pixels.shape[0]  # noqa: N806
     angle = torch.deg2rad(degrees).view(B, 1, 1)
-    axis = torch.full((3,), 3 ** -0.5)
-    cross = torch.tensor([[0.0, -1, 1], [1, 0, -1], [-1, 1, 0]]) * 3 ** -0.5  # [axis]x
+    axis = torch.full((3,), 3**-0.5)
+    cross = torch.tensor([[0.0, -1, 1], [1, 0, -1], [-1, 1, 0]]) * 3**-0.5  # [axis]x
     turn = angle.cos() * torch.eye(3) + angle.sin() * cross + (1 - angle.cos()) * torch.outer(axis, axis)  # Rodrigues
     turned = torch.einsum("bij,bjfhw->bifhw", turn, pixels)
     return torch.lerp(pixels, turned, region).clamp(0, 1)
 
 
-def recolor_given_frames(pipe, batch: dict[str, torch.Tensor], motion_frames: int, most_degrees: float,
-                         generator: torch.Generator) -> torch.Tensor:
+def recolor_given_frames(
+    pipe, batch: dict[str, torch.Tensor], motion_frames: int, most_degrees: float, generator: torch.Generator
+) -> torch.Tensor:
     """A continuation batch's condition with its given frames decoded, their colours turned, and encoded again.
 
     A stream's later clips start from frames the model made, whose colours have wandered a little;
@@ -94,8 +96,9 @@ def recolor_given_frames(pipe, batch: dict[str, torch.Tensor], motion_frames: in
     return torch.cat([masks, pipe.vae_encode(padded).float()], dim=1)
 
 
-def own_given_latents(model, batch: dict[str, torch.Tensor], generator: torch.Generator,
-                      sigmas: tuple[float, float] = (0.2, 0.6)) -> torch.Tensor:
+def own_given_latents(
+    model, batch: dict[str, torch.Tensor], generator: torch.Generator, sigmas: tuple[float, float] = (0.2, 0.6)
+) -> torch.Tensor:
     """A continuation batch's condition with its given latents replaced by the model's own one-step
     estimate of them: the clip noised to a level in ``sigmas``, denoised once with no frame given.
 
@@ -111,8 +114,9 @@ def own_given_latents(model, batch: dict[str, torch.Tensor], generator: torch.Ge
     sigma = low + (high - low) * torch.rand(batch_size, generator=generator)
     noise = torch.randn(batch["latents"].shape, generator=generator)
     nothing_given = {**batch, "condition": torch.zeros_like(condition)}
-    noisy, velocity = predict_velocity(model, nothing_given, sigma.to(latents.device), noise.to(latents.device),
-                                       use_audio=True)
+    noisy, velocity = predict_velocity(
+        model, nothing_given, sigma.to(latents.device), noise.to(latents.device), use_audio=True
+    )
     # x_t = (1 - s) x0 + s noise and v = noise - x0, so x0 = x_t - s v
     estimate = noisy - sigma.view(-1, 1, 1, 1, 1).to(latents.device) * velocity
     given = masks.amax(1, keepdim=True) > 0  # B, 1, T, h, w
@@ -128,28 +132,42 @@ def model_condition(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return condition
 
 
-def predict_velocity(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
-                     use_audio: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_velocity(
+    model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor, use_audio: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The clips' latents noised to ``sigmas`` and the model's velocity for them (both ``B, C, T, h, w``);
     without audio the model gets one all-zero stream, the sampler's "no audio"."""
     s = sigmas.view(-1, 1, 1, 1, 1)
     noisy = (1 - s) * batch["latents"] + s * noise
     audio = batch["audio"] if use_audio else torch.zeros_like(batch["audio"][:, :1])  # no audio: one zero stream
-    pred = model(hidden_states=torch.cat([noisy, model_condition(model, batch)], dim=1), timestep=sigmas * 1000,
-                 encoder_hidden_states=batch["text"], audio=audio,
-                 reference_masks=batch["masks"] if use_audio else None, return_dict=False)[0]
+    pred = model(
+        hidden_states=torch.cat([noisy, model_condition(model, batch)], dim=1),
+        timestep=sigmas * 1000,
+        encoder_hidden_states=batch["text"],
+        audio=audio,
+        reference_masks=batch["masks"] if use_audio else None,
+        return_dict=False,
+    )[0]
     return noisy, pred
 
 
-def velocity_error(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
-                   use_audio: bool) -> torch.Tensor:
+def velocity_error(
+    model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor, use_audio: bool
+) -> torch.Tensor:
     """Squared error ``B, C, T, h, w`` of the predicted velocity against the true ``noise − x0``."""
     _, pred = predict_velocity(model, batch, sigmas, noise, use_audio)
     return (pred.float() - (noise - batch["latents"]).float()) ** 2
 
 
-def flow_matching_loss(model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor,
-                       use_audio: bool, mouth_weight: float = 0.0, mover_weight: float = 0.0) -> torch.Tensor:
+def flow_matching_loss(
+    model,
+    batch: dict[str, torch.Tensor],
+    sigmas: torch.Tensor,
+    noise: torch.Tensor,
+    use_audio: bool,
+    mouth_weight: float = 0.0,
+    mover_weight: float = 0.0,
+) -> torch.Tensor:
     """Mean ``velocity_error``, some latent cells counting more.
 
     ``mouth_weight``: the cells holding a mouth (``batch["mouths"]``) count that much more — at 64 px
@@ -185,9 +203,11 @@ class TrainingLoop:
         except ValueError as err:  # accelerate keeps one state per process
             if "already been initialized" not in str(err):
                 raise
-            raise MultiTalkError(f"this process already trained with another mixed_precision than "
-                                 f"{config.mixed_precision!r}; run this config in its own process "
-                                 "(`multitalk train` does)") from None
+            raise MultiTalkError(
+                f"this process already trained with another mixed_precision than "
+                f"{config.mixed_precision!r}; run this config in its own process "
+                "(`multitalk train` does)"
+            ) from None
         set_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed)
@@ -214,9 +234,11 @@ class TrainingLoop:
             self.history.append({"step": self.step, "loss": loss, "kind": kind})
             bar.update(1)
             if self.step % self.config.log_every == 0:
-                recent = [h["loss"] for h in self.history[-self.config.log_every:]]
-                bar.set_postfix(loss=f"{np.mean(recent):.4f}",
-                                steps_per_s=f"{(self.step - first) / (time.perf_counter() - start):.2f}")
+                recent = [h["loss"] for h in self.history[-self.config.log_every :]]
+                bar.set_postfix(
+                    loss=f"{np.mean(recent):.4f}",
+                    steps_per_s=f"{(self.step - first) / (time.perf_counter() - start):.2f}",
+                )
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                 self.save_checkpoint()
             if self.config.sample_every and self.step % self.config.sample_every == 0:
@@ -233,8 +255,12 @@ class TrainingLoop:
             raise MultiTalkError("a frozen parameter changed during partial training; stopping")
         folder = self.output / "checkpoints" / f"step_{self.step:07d}"
         self.accelerator.save_state(str(folder))
-        state = {"step": self.step, "rng": self.rng.bit_generator.state, "history": self.history,
-                 "noise": self.noise.get_state().tolist()}
+        state = {
+            "step": self.step,
+            "rng": self.rng.bit_generator.state,
+            "history": self.history,
+            "noise": self.noise.get_state().tolist(),
+        }
         with atomic_output(folder / "trainer.json") as tmp:  # written last: the checkpoint is complete
             tmp.write_text(json.dumps(state))
         write_loss_curve(self.history, self.output / "loss.png")
@@ -275,8 +301,17 @@ class Trainer(TrainingLoop):
         self.digest = weights_digest(model, frozen_only=True)
         self._prepare(model, [p for p in model.parameters() if p.requires_grad])
         cache = Path(config.cache) if config.cache else self.output / "cache"
-        files = build_cache(self.pipe, config.data, cache, config.frames, config.size, tuple(config.people),
-                            progress, config.clips_per_sample, config.motion_frames)
+        files = build_cache(
+            self.pipe,
+            config.data,
+            cache,
+            config.frames,
+            config.size,
+            tuple(config.people),
+            progress,
+            config.clips_per_sample,
+            config.motion_frames,
+        )
         self.clips = CachedClips(files, cache)
 
     def describe(self) -> str:
@@ -296,9 +331,15 @@ class Trainer(TrainingLoop):
             return pipe
         # a model made here samples the way its training clips were made (processing.TRAINED_HERE), with no
         # colour transfer: the official Lab correction is for the official weights
-        return random_pipeline(self.config.init, seed=self.config.seed, text_encoder=self.config.text_encoder,
-                               buckets=[[self.config.size, self.config.size]], vae=self.config.vae,
-                               processing=TRAINED_HERE.to_config(), sampling={"color_correction": 0.0})
+        return random_pipeline(
+            self.config.init,
+            seed=self.config.seed,
+            text_encoder=self.config.text_encoder,
+            buckets=[[self.config.size, self.config.size]],
+            vae=self.config.vae,
+            processing=TRAINED_HERE.to_config(),
+            sampling={"color_correction": 0.0},
+        )
 
     # ------------------------------------------------------------------ steps
 
@@ -313,11 +354,13 @@ class Trainer(TrainingLoop):
                 batch["condition"] = own_given_latents(self.model, on_device, self.noise).float().cpu()
         if motion and config.motion_recolor:
             with torch.no_grad():
-                batch["condition"] = recolor_given_frames(self.pipe, batch, config.motion_frames,
-                                                          config.motion_recolor, self.noise)
+                batch["condition"] = recolor_given_frames(
+                    self.pipe, batch, config.motion_frames, config.motion_recolor, self.noise
+                )
         if motion and config.motion_noise:
-            batch["condition"] = noise_given_latents(batch["condition"], batch["latents"].shape[1],
-                                                     config.motion_noise, self.noise)
+            batch["condition"] = noise_given_latents(
+                batch["condition"], batch["latents"].shape[1], config.motion_noise, self.noise
+            )
         if config.image_dropout and self.rng.random() < config.image_dropout:  # nothing given: masks and latents 0
             batch["condition"] = torch.zeros_like(batch["condition"])
             batch["reference"] = torch.zeros_like(batch["reference"])
@@ -329,8 +372,15 @@ class Trainer(TrainingLoop):
         device = self.accelerator.device
         batch = {k: v.to(device) for k, v in batch.items()}
         with self.accelerator.autocast():
-            loss = flow_matching_loss(self.model, batch, sigmas.to(device), noise.to(device), kind == "audio",
-                                      config.mouth_weight, config.mover_weight)
+            loss = flow_matching_loss(
+                self.model,
+                batch,
+                sigmas.to(device),
+                noise.to(device),
+                kind == "audio",
+                config.mouth_weight,
+                config.mover_weight,
+            )
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -346,13 +396,20 @@ class Trainer(TrainingLoop):
         model = self.accelerator.unwrap_model(self.model)
         self.pipe.transformer = model.eval()
         try:
-            out = self.pipe(read_image(spec["image"]), [read_audio(path) for path in spec["audio"]], spec["prompt"],
-                            audio_type=spec["audio_type"], bboxes=spec["bboxes"], mode="clip",
-                            num_frames=self.config.frames, num_inference_steps=self.config.sample_steps,
-                            text_guidance=self.config.sample_text_guidance,
-                            audio_guidance=self.config.sample_audio_guidance,
-                            size=(self.config.size, self.config.size),
-                            generator=torch.Generator().manual_seed(self.config.seed))
+            out = self.pipe(
+                read_image(spec["image"]),
+                [read_audio(path) for path in spec["audio"]],
+                spec["prompt"],
+                audio_type=spec["audio_type"],
+                bboxes=spec["bboxes"],
+                mode="clip",
+                num_frames=self.config.frames,
+                num_inference_steps=self.config.sample_steps,
+                text_guidance=self.config.sample_text_guidance,
+                audio_guidance=self.config.sample_audio_guidance,
+                size=(self.config.size, self.config.size),
+                generator=torch.Generator().manual_seed(self.config.seed),
+            )
         finally:
             model.train()
         write_video(self.output / "samples" / f"step_{self.step:07d}.mp4", out.frames, out.fps, audio=out.audio)

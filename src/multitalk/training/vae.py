@@ -71,8 +71,10 @@ def load_heads(root: str | Path, size: int, people: tuple[int, int]) -> list[tup
     from ..synthetic.dataset import load_scene_record
     from .data import sample_folders
 
-    return [scene_heads(load_scene_record(folder)["scene"], size) if (folder / "scene.json").is_file() else None
-            for folder in sample_folders(root, people)]
+    return [
+        scene_heads(load_scene_record(folder)["scene"], size) if (folder / "scene.json").is_file() else None
+        for folder in sample_folders(root, people)
+    ]
 
 
 def new_vae(base_dim: int, residual: bool = True, posterior_std: float | None = None) -> AutoencoderKLWan:
@@ -81,11 +83,10 @@ def new_vae(base_dim: int, residual: bool = True, posterior_std: float | None = 
     ``posterior_std`` sets the initial noise of the posterior through the bias of the
     log-variance half of ``quant_conv`` (weights are the usual random ones).
     """
-    vae = AutoencoderKLWan(base_dim=base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
-                           is_residual=residual)
+    vae = AutoencoderKLWan(base_dim=base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, is_residual=residual)
     if posterior_std is not None:
         with torch.no_grad():
-            vae.quant_conv.bias[vae.config.z_dim:] = 2 * float(np.log(posterior_std))
+            vae.quant_conv.bias[vae.config.z_dim :] = 2 * float(np.log(posterior_std))
     return vae
 
 
@@ -157,8 +158,11 @@ class VAETrainer(TrainingLoop):
             frames = slice(start, start + self.config.frames)
             clips.append(torch.from_numpy(video[frames]))
             heads = self.heads[i] if self.heads else None
-            weights.append(torch.from_numpy(head_weights(heads, frames, self.config.size,
-                                                         self.config.face_weight, self.config.mouth_weight)))
+            weights.append(
+                torch.from_numpy(
+                    head_weights(heads, frames, self.config.size, self.config.face_weight, self.config.mouth_weight)
+                )
+            )
         x = torch.stack(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # B, F, S, S, 3 -> B, 3, F, S, S
         return x, torch.stack(weights)[:, None]
 
@@ -167,8 +171,9 @@ class VAETrainer(TrainingLoop):
         return self.model.decode(self.model.encode(frames.clamp(-1, 1)).latent_dist.mode()).sample
 
     def pixel_loss(self, recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return ((weight * (recon - x) ** 2).mean()
-                + self.config.chroma_weight * (weight * (chroma(recon) - chroma(x)) ** 2).mean())
+        return (weight * (recon - x) ** 2).mean() + self.config.chroma_weight * (
+            weight * (chroma(recon) - chroma(x)) ** 2
+        ).mean()
 
     def train_step(self) -> tuple[float, str]:
         x, weight = (t.to(self.accelerator.device) for t in self._batch())
@@ -203,8 +208,9 @@ class VAETrainer(TrainingLoop):
             clip = frames_from_uint8(self.videos[i][: self.config.frames])
             latents.append(vae.encode(clip[None].to(self.accelerator.device)).latent_dist.mode().cpu())
         stacked = torch.cat([z[0].flatten(1) for z in latents], dim=1)  # C, N
-        vae.register_to_config(latents_mean=stacked.mean(1).tolist(),
-                               latents_std=stacked.std(1).clamp_min(1e-3).tolist())
+        vae.register_to_config(
+            latents_mean=stacked.mean(1).tolist(), latents_std=stacked.std(1).clamp_min(1e-3).tolist()
+        )
         target = self.output / "final"
         vae.save_pretrained(target)
         recon = float(np.mean([h["loss"] for h in self.history[-20:]])) if self.history else None

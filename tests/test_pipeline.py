@@ -372,7 +372,7 @@ def test_overlapping_boxes_warn_but_run(model_dir, inputs, monkeypatch, capsys):
 
 def test_no_model_and_no_bundled_model_is_a_clear_error(inputs, monkeypatch, capsys):
     monkeypatch.chdir(inputs)
-    monkeypatch.setattr("multitalk.checkpoints.DEMO_MODEL", inputs / "no-such-bundle")
+    monkeypatch.setattr("multitalk.loading.DEMO_MODEL", inputs / "no-such-bundle")
     assert main(["generate", "--image", "ref.png", "--audio", "a.wav", "--prompt", "p", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no bundled demo model" in err and "--model" in err and len(err.strip().splitlines()) == 1

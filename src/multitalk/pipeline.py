@@ -139,7 +139,7 @@ class MultiTalkPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """As diffusers', plus slim folders (the bundled demo model): their ``shared.json`` names an
         installed text encoder instead of carrying it, and their float16 weights load as float32."""
-        from .checkpoints import shared_components
+        from .loading import shared_components
 
         folder = Path(pretrained_model_name_or_path)
         if (folder / "shared.json").is_file():

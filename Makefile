@@ -34,8 +34,8 @@ bench: venv
 
 # The demo model's full recipe from scratch (resumable: rerun after an interruption), ending in
 # the slim copy that ships in the package. Steps 1-4 make a talking model (the paper's two stages on
-# our own small base); steps 5-9 teach it to follow "walks to the left/right" and bring its voices
-# back (docs/demo-model.md). Sampling settings: clips of 501 frames (a 20-s video is one clip: the joins
+# our own small base); steps 5-8 teach it to follow "walks to the left/right" and bring its voices
+# back (docs/demo-model.md). Every step is a `multitalk` command. Sampling settings: clips of 501 frames (a 20-s video is one clip: the joins
 # between clips are where colours drift), fitted to the audio, the official guidance scales, 10 steps.
 MT := $(VENV)/bin/multitalk
 SYNTH := --people 1-3 --size 64
@@ -50,9 +50,9 @@ train-demo: venv
 	$(MT) synth --out data/walks --count 300 $(SYNTH) --seconds 5 --seed 10000 --action walk
 	$(MT) synth --out data/walks --count 60 $(SYNTH) --seconds 5 --seed 0
 	$(MT) synth --out data/walks_2s --count 300 $(SYNTH) --seconds 2 --seed 20000 --action walk
-	$(PY) benchmarks/walk_pairs.py --out data/twins_1p --pairs 8
-	$(PY) benchmarks/walk_pairs.py --out data/twins_60 --pairs 60 --people 2-3
-	$(PY) benchmarks/walk_pairs.py --out data/twins --pairs 200 --people 2-3
+	$(MT) synth --out data/twins_1p --twins 8 --people 1 --seconds 1 --size 64 --seed 30000
+	$(MT) synth --out data/twins_60 --twins 60 --people 2-3 --seconds 1 --size 64 --seed 30000
+	$(MT) synth --out data/twins --twins 200 --people 2-3 --seconds 1 --size 64 --seed 30000
 	$(MT) train configs/demo/stage3_walks.yaml --resume
 	$(MT) train configs/demo/stage3_walks_2s.yaml --resume
 	$(MT) train configs/demo/stage4_twins.yaml --resume

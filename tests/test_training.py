@@ -1,5 +1,7 @@
 """Training: loss goes down, frozen weights stay frozen, the multi-task mix, resume."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -700,3 +702,14 @@ def test_data_may_mix_several_folders_but_not_two_samples_of_one_name(tmp_path, 
     with pytest.raises(MultiTalkInputError, match="data must be a folder or a list"):
         config(tmp_path, [])
     assert TrainConfig(output="x", data=[data, other]).data == [data, other]  # paths, as the Python API passes them
+
+
+def test_the_training_reference_matches_the_config():
+    """docs/training.md is generated from TrainConfig's field comments: regenerate it when a field changes."""
+    from dataclasses import fields
+
+    from multitalk.training.config import TrainConfig, reference_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    assert doc == reference_markdown(), "run: python -m multitalk.training.config > docs/training.md"
+    assert doc.count("\n| `") == len(fields(TrainConfig))

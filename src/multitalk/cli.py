@@ -47,6 +47,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.speech == "espeak" and not espeak_available():
         raise MultiTalkInputError("--speech espeak needs espeak-ng (apt install espeak-ng); or use --speech tone")
     start = time.perf_counter()
+    if args.twins:
+        from .synthetic import write_twins
+
+        folders, next_seed = write_twins(
+            args.out, args.twins, args.people, args.seconds, args.size, args.seed, with_video=not args.no_video
+        )
+        print(
+            f"wrote {len(folders) // 2} twin pairs to {args.out} in {time.perf_counter() - start:.1f} s "
+            f"(seeds {args.seed}-{next_seed - 1}; scenes with no room to walk both ways skipped)"
+        )
+        return 0
     folders = write_dataset(
         args.out,
         args.count,
@@ -453,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(a walk turns into a nod where the walker has no room)",
     )
     synth.add_argument("--no-video", action="store_true", help="skip video.mp4 (frames come from the spec)")
+    synth.add_argument(
+        "--twins",
+        type=_positive(int),
+        metavar="PAIRS",
+        help="instead: PAIRS silent scenes in which one person walks, each written twice, the walk "
+        "mirrored in the twin (data for the prompt's direction words; seeds from --seed)",
+    )
     synth.set_defaults(run=cmd_synth)
 
     gen = commands.add_parser("generate", help="make a talking video from an image, voices and a prompt")

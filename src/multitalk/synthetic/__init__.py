@@ -4,6 +4,7 @@ from .dataset import Sample, load_scene_record, make_sample, write_dataset, writ
 from .render import mouth_openings, render
 from .scene import ACTIONS, Scene, random_scene
 from .speech import MODES, Conversation, Voice, conversation, loudness_envelope
+from .twins import write_twins
 
 __all__ = [
     "ACTIONS",
@@ -21,4 +22,5 @@ __all__ = [
     "render",
     "write_dataset",
     "write_sample",
+    "write_twins",
 ]

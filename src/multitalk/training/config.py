@@ -54,11 +54,11 @@ class TrainConfig:
     reference_latents: bool = False  # dit: the model also sees the reference image's latents beside every frame
     #                                  (an init model without them is widened, the new inputs at zero;
     #                                  models/transformer.py add_reference_input)
-    size: int = 64
-    steps: int = 100
-    batch_size: int = 2
-    lr: float = 1e-4
-    weight_decay: float = 0.0
+    size: int = 64  # frame width and height of the training clips (square)
+    steps: int = 100  # optimiser steps of the run
+    batch_size: int = 2  # clips per step
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
     trainable: str | None = None  # dit: audio (adapter + norm_x + audio cross-attention only, the default), all, or
     #                               base (everything but those: the base learns on, a trained model's audio layers
     #                               stay); vae: all (the default) or decoder (the latents, and the DiTs on them, stay)
@@ -68,13 +68,13 @@ class TrainConfig:
     audio_dropout: float = 0.1  # for audio guidance
     text_dropout: float = 0.1  # for text guidance
     shift: float = 3.0  # timestep shift of the training noise levels
-    checkpoint_every: int = 50
+    checkpoint_every: int = 50  # steps between resumable checkpoints
     sample_every: int = 0  # dit stages: write a sample video every N steps (0: never)
     sample_steps: int = 10  # sampling steps of those videos
     sample_text_guidance: float | None = None  # guidance scales of those videos (None: the pipeline's defaults,
     sample_audio_guidance: float | None = None  # which suit the official weights, not a small model in training)
-    log_every: int = 10
-    seed: int = 0
+    log_every: int = 10  # steps between loss lines (and loss-curve points)
+    seed: int = 0  # the run's seed: batches, noise, dropout
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
 
     def __post_init__(self):
@@ -145,3 +145,40 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
         return TrainConfig(**data)
     except TypeError as err:
         raise MultiTalkInputError(f"{path}: {err}") from None
+
+
+def reference_markdown() -> str:
+    """``docs/training.md``: every TrainConfig field with its type, default and the comment beside it
+    in this file (``python -m multitalk.training.config > docs/training.md``)."""
+    import inspect
+    import re
+
+    lines = inspect.getsource(TrainConfig).splitlines()
+    rows, current = [], None
+    for line in lines:
+        m = re.match(r"    (\w+): ([^=#]+?)(?: = ([^#]+?))?\s*(?:#\s?(.*))?$", line)
+        if m and not line.strip().startswith("def "):
+            current = [m[1], m[2].strip(), (m[3] or "required").strip(), (m[4] or "").strip()]
+            rows.append(current)
+        elif current and re.match(r"\s+#", line):
+            current[3] += " " + line.strip().lstrip("#").strip()
+        elif line.strip().startswith("def "):
+            break
+    out = [
+        "# Training configuration",
+        "",
+        "Every field of a `multitalk train` YAML file (`multitalk.training.TrainConfig`), generated from the",
+        "comments beside the fields by `python -m multitalk.training.config > docs/training.md`. The demo",
+        "model's recipe (`configs/demo/`) shows them in use; `docs/demo-model.md` explains each step.",
+        "",
+        "| field | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, kind, default, text in rows:
+        kind = kind.replace(" | ", " or ")
+        out.append(f"| `{name}` | `{kind}` | `{default}` | {text.replace('|', '/')} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

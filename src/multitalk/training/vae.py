@@ -30,7 +30,7 @@ a little with each trip and turns the background into stripes within ten.
 (after up to ``round_trips − 1`` trips without gradient), against the original frames. With
 ``trainable: decoder`` the latents, and every DiT trained on them, stay. An experiment, not in
 the recipe: it eased the VAE-only trips but streamed videos drifted no less
-(configs/experiments/vae_round_trip.yaml, docs/demo-model.md).
+(research/configs/vae_round_trip.yaml, research/README.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Does a trained model read the prompt's action words? Its flow-matching loss on the cells a walker
 crosses with the prompt as written, with its direction word flipped, and with no prompt.
 
-    python benchmarks/prompt_use.py runs/demo/stage2/final --like configs/experiments/walks_base.yaml
+    python research/scripts/prompt_use.py runs/demo/stage2/final --like research/configs/walks_base.yaml
 
 The sibling of `audio_use.py` for the text: in an image->video clip the first frame shows who
 stands where, but not which way the walker will go; only the prompt says that. A model that reads
@@ -22,8 +22,12 @@ import time
 
 import numpy as np
 import torch
-from audio_use import SIGMAS, cached_clips, clip_arguments
-from demo_eval import flipped
+import sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[2] / "benchmarks"))  # demo_eval's helpers
+from audio_use import SIGMAS, cached_clips, clip_arguments  # noqa: E402
+from demo_eval import flipped  # noqa: E402
 
 from multitalk.checkpoints import load_pipeline
 from multitalk.training.trainer import predict_velocity

@@ -1,7 +1,7 @@
 """Does a model that takes the reference image (`reference_latents`) read it? Its flow-matching loss
 on streaming continuations with the true reference, another sample's, and none.
 
-    python benchmarks/reference_use.py runs/experiments/reference/run/final --like configs/experiments/reference.yaml
+    python research/scripts/reference_use.py runs/experiments/reference/run/final --like research/configs/reference.yaml
 
 The sibling of `audio_use.py` and `prompt_use.py` for the reference image. A stream's later clips
 start from frames the model made; the reference is their only look at the people as they were.

@@ -4,14 +4,14 @@ Writes the reference model's random weights in the official sharded layout, load
 ``multitalk.checkpoints.load_transformer`` and prints the largest output difference, float32,
 CPU. (``tests/test_checkpoints_reference.py`` asserts the same at rtol 1e-5 / atol 5e-5.)
 
-    python benchmarks/reference_match.py
+    python research/scripts/reference_match.py
 """
 
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 from multitalk.checkpoints import load_transformer  # noqa: E402
 from reference_multitalk import ReferenceMultiTalk  # noqa: E402

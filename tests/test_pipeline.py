@@ -17,7 +17,6 @@ from multitalk.conditioning.people import (
     frames_to_uint8,
     masks_from_bboxes,
     nearest_bucket,
-    resize_and_center_crop,
 )
 from multitalk.guidance import three_pass, two_pass
 from multitalk.media import probe, read_video
@@ -449,22 +448,3 @@ def test_a_model_brings_its_own_sampling_settings(duet, tmp_path, monkeypatch, c
     assert probe(tmp_path / "s.mp4")["video"]["frames"] == 5 and "over 1 steps" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown sampling settings"):
         type(pipe)(**pipe.components, sampling={"frames": 5})
-
-
-def test_a_model_that_takes_the_reference_sees_it_in_every_clip(duet, monkeypatch):
-    pipe = random_pipeline("tiny", seed=0)
-    pipe.transformer.add_reference_input()
-    seen, predict = [], pipe._predict
-
-    def spy(latents, condition, *args):
-        seen.append(condition)
-        return predict(latents, condition, *args)
-
-    monkeypatch.setattr(pipe, "_predict", spy)
-    audio = [t[: int(17 / 25 * 16000)] for t in duet.tracks]  # two clips of 9 frames, one carried over
-    out = pipe(duet.video[0], audio, "two people talk", mode="streaming", motion_frames=1, text_guidance=1.0, **FAST)
-    assert out.frames.shape[0] == 17 and len(seen) == 2 * 2 * 2  # clips x steps x passes
-    reference = pipe.vae_encode(resize_and_center_crop(duet.video[0], (64, 96))[None, :, None])
-    for condition in (seen[0], seen[-1]):  # the first clip and the last: the same reference on every frame
-        assert condition.shape[1] == 4 + 16 + 16
-        torch.testing.assert_close(condition[:, -16:], reference.float().expand_as(condition[:, -16:]))

@@ -11,7 +11,7 @@ from multitalk.cli import main
 from multitalk.errors import MultiTalkError, MultiTalkInputError
 from multitalk.synthetic import write_dataset
 from multitalk.training import TrainConfig, Trainer, flow_matching_loss
-from multitalk.training.trainer import batch_kind, noise_given_latents
+from multitalk.training.trainer import batch_kind
 
 
 @pytest.fixture(scope="module")
@@ -203,46 +203,6 @@ def test_vae_decoder_only_training_keeps_the_encoder_and_so_the_latents(tmp_path
         TrainConfig(output="x", data="y", stage="vae", init="new", vae_inflate=True)
 
 
-def test_round_trip_loss_adds_the_second_trip_and_keeps_the_encoder(tmp_path, data):
-    """``round_trip_weight``: the loss gains the weighted error of the frames sent through the VAE again."""
-    from multitalk.training import trainer_for
-    from multitalk.training.digest import weights_digest
-
-    trainer_for(
-        config(tmp_path, data, stage="vae", init="new", vae_base_dim=4, frames=5, steps=2, checkpoint_every=2),
-        progress=False,
-    ).run()
-    start = str(tmp_path / "run" / "final")
-
-    def first_step(weight, trips=1):
-        trainer = trainer_for(
-            config(
-                tmp_path,
-                data,
-                stage="vae",
-                init=start,
-                trainable="decoder",
-                frames=5,
-                output=str(tmp_path / f"trip{weight}_{trips}"),
-                round_trip_weight=weight,
-                round_trips=trips,
-            ),
-            progress=False,
-        )
-        encoder = weights_digest(trainer.model.encoder)
-        loss, _ = trainer.train_step()  # same seed: same clips and noise in every run
-        assert weights_digest(trainer.model.encoder) == encoder
-        return loss
-
-    plain, once, twice = first_step(0.0), first_step(1.0), first_step(2.0)
-    assert once > plain and twice - plain == pytest.approx(2 * (once - plain), rel=1e-3)
-    assert first_step(1.0, trips=4) > plain  # earlier trips without gradient first
-    with pytest.raises(MultiTalkInputError, match="round_trip_weight needs"):
-        TrainConfig(output="x", data="y", stage="vae", round_trip_weight=1.0, round_trip_frames=4)
-    with pytest.raises(MultiTalkInputError, match="round_trips must"):
-        TrainConfig(output="x", data="y", stage="vae", round_trips=0)
-
-
 def test_new_vae_starts_with_the_posterior_noise_asked_for():
     import torch
 
@@ -396,7 +356,7 @@ def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, dat
     vae = stage(
         "vae", stage="vae", init="new", vae_base_dim=4, frames=5, chroma_weight=4.0, face_weight=8.0, mouth_weight=40.0
     )
-    base = stage("base", vae=vae, trainable="all", i2v_share=1.0, motion_frames=5, motion_share=1.0, motion_noise=0.2)
+    base = stage("base", vae=vae, trainable="all", i2v_share=1.0, motion_frames=5, motion_share=1.0)
     final = stage("stage1", init=base, trainable="audio")
     pipe = load_pipeline(final)
     assert pipe.vae.config.latents_mean == load_pipeline(base).vae.config.latents_mean
@@ -466,26 +426,6 @@ def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_pa
     other = random_pipeline("tiny", seed=1)
     with pytest.raises(Exception, match="encoded with other .*vae"):
         build_cache(other, data, cache, 9, 64, (1, 2), progress=False, clips=3, motion_frames=5)
-
-
-def test_motion_noise_touches_only_the_given_frames_latents():
-    from multitalk.pipeline import condition_mask
-
-    latents = torch.randn(3, 16, 5, 4, 4)
-    mask = condition_mask(17, 5, (4, 4))[None].expand(3, -1, -1, -1, -1)  # 5 frames -> latent frames 0, 1
-    condition = torch.cat([mask, latents], dim=1)
-    noised = noise_given_latents(condition, 16, 0.5, torch.Generator().manual_seed(0))
-    assert torch.equal(noised[:, :4], condition[:, :4])  # the masks still say which frames are given
-    assert torch.equal(noised[:, 4:, 2:], latents[:, :, 2:])  # frames not given are left alone
-    changed = (noised[:, 4:, :2] - latents[:, :, :2]).abs().flatten(1).amax(1)
-    assert (changed > 0).all()
-    # at most half noise: the given latents stay correlated with what they were
-    for b in range(3):
-        assert torch.corrcoef(torch.stack([noised[b, 4:, :2].flatten(), latents[b, :, :2].flatten()]))[0, 1] > 0.5
-    with pytest.raises(MultiTalkInputError, match="motion_noise"):
-        TrainConfig(output="x", data="y", motion_noise=0.1)
-    with pytest.raises(MultiTalkInputError, match="motion_noise"):
-        TrainConfig(output="x", data="y", motion_frames=5, motion_share=0.3, motion_noise=1.5)
 
 
 def test_mouth_cells_mark_the_latent_cells_under_each_mouth(data):
@@ -615,74 +555,6 @@ def read_first_frame(folder):
     from multitalk.media import read_video
 
     return frames_from_uint8(read_video(folder / "video.mp4")[0][:1])[:, 0]
-
-
-def test_colours_turn_about_the_grey_axis_where_the_region_says():
-    from multitalk.training.trainer import turn_colors
-
-    pixels = torch.zeros(2, 3, 1, 2, 2)
-    pixels[:, 0] = 1  # pure red everywhere
-    pixels[:, :, :, 1, 1] = 0.5  # one grey pixel
-    region = torch.ones(2, 1, 1, 2, 2)
-    region[1, ..., 0, :] = 0  # the second clip: only the bottom row turns
-    out = turn_colors(pixels, torch.tensor([120.0, -120.0]), region)
-    torch.testing.assert_close(out[0, :, 0, 0, 0], torch.tensor([0.0, 1, 0]), atol=1e-6, rtol=0)  # red -> green
-    torch.testing.assert_close(out[1, :, 0, 1, 0], torch.tensor([0.0, 0, 1]), atol=1e-6, rtol=0)  # red -> blue
-    torch.testing.assert_close(out[1, :, 0, 0], pixels[1, :, 0, 0])  # outside the region: untouched
-    torch.testing.assert_close(out[:, :, 0, 1, 1], torch.full((2, 3), 0.5))  # grey stays grey
-    torch.testing.assert_close(turn_colors(pixels, torch.zeros(2), region), pixels)
-
-
-def test_recoloured_given_frames_keep_their_masks_and_the_model_grows_the_reference(tmp_path, data):
-    from multitalk.checkpoints import load_pipeline
-    from multitalk.training.trainer import recolor_given_frames
-
-    trainer = Trainer(
-        config(
-            tmp_path,
-            data,
-            steps=2,
-            frames=9,
-            clips_per_sample=2,
-            motion_frames=5,
-            motion_share=1.0,
-            motion_recolor=60.0,
-            reference_latents=True,
-        ),
-        progress=False,
-    )
-    batch = trainer.clips.batch(np.random.default_rng(0), 4, motion=True)
-    with torch.no_grad():
-        turned = recolor_given_frames(trainer.pipe, batch, 5, 60.0, torch.Generator().manual_seed(0))
-    assert turned.shape == batch["condition"].shape
-    assert torch.equal(turned[:, :4], batch["condition"][:, :4])  # the masks still say which frames are given
-    assert not torch.equal(turned[:, 4:, :2], batch["condition"][:, 4:, :2])
-    trainer.run()
-    assert trainer.model.takes_reference
-    assert load_pipeline(trainer.save_final()).transformer.takes_reference
-    with pytest.raises(MultiTalkInputError, match="motion_recolor"):
-        TrainConfig(output="x", data="y", motion_recolor=10.0)
-
-
-def test_own_given_latents_replace_only_the_given_frames(tmp_path, data):
-    from multitalk.training.trainer import own_given_latents
-
-    trainer = Trainer(
-        config(
-            tmp_path, data, steps=2, frames=9, clips_per_sample=2, motion_frames=5, motion_share=1.0, motion_own=1.0
-        ),
-        progress=False,
-    )
-    batch = trainer.clips.batch(np.random.default_rng(0), 3, motion=True)
-    with torch.no_grad():
-        own = own_given_latents(trainer.model, batch, torch.Generator().manual_seed(0))
-    condition = batch["condition"]
-    assert torch.equal(own[:, :4], condition[:, :4]) and torch.equal(own[:, 4:, 2:], condition[:, 4:, 2:])
-    assert not torch.equal(own[:, 4:, :2], condition[:, 4:, :2])  # latent frames 0, 1 hold the 5 given frames
-    trainer.run()
-    assert trainer.step == 2
-    with pytest.raises(MultiTalkInputError, match="motion_own"):
-        TrainConfig(output="x", data="y", motion_own=0.5)
 
 
 def test_data_may_mix_several_folders_but_not_two_samples_of_one_name(tmp_path, data):

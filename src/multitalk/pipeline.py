@@ -195,23 +195,14 @@ class MultiTalkPipeline(DiffusionPipeline):
         mean, std = self._latent_stats(latents.device, latents.dtype)
         return self.vae.decode(latents / (1.0 / std) + mean).sample.float().clamp(-1, 1)
 
-    def encode_condition(
-        self, given_frames: torch.Tensor, num_frames: int, reference: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_condition(self, given_frames: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """What a clip is conditioned on: the ``[3, n, H, W]`` given frames followed by zeros, VAE-encoded
-        -> (mask channels + latents ``[1, 4 + C, T, h, w]``, the latents alone ``[1, C, T, h, w]``).
-
-        ``reference``: the reference image's latents ``[1, C, 1, h, w]``, for a model that takes them
-        (``transformer.takes_reference``): they follow on every frame, ``[1, 4 + 2C, T, h, w]``.
-        """
+        -> (mask channels + latents ``[1, 4 + C, T, h, w]``, the latents alone ``[1, C, T, h, w]``)."""
         n = given_frames.shape[1]
         padded = torch.cat([given_frames, given_frames.new_zeros(3, num_frames - n, *given_frames.shape[2:])], 1)
         latents = self.vae_encode(padded[None]).float()
         mask = condition_mask(num_frames, n, latents.shape[-2:], self.vae_scale_temporal).to(latents.device)
-        parts = [mask[None], latents]
-        if reference is not None:
-            parts.append(reference.to(latents.device).expand(-1, -1, latents.shape[2], -1, -1))
-        return torch.cat(parts, dim=1), latents
+        return torch.cat([mask[None], latents], dim=1), latents
 
     # ------------------------------------------------------------------ one clip
 
@@ -246,12 +237,11 @@ class MultiTalkPipeline(DiffusionPipeline):
         is_first: bool,
         apg: bool = False,
         on_step=None,
-        reference: torch.Tensor | None = None,
         reference_frame: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One clip: ``cond_frames`` ``[3, n, H, W]`` in [-1, 1] and windowed ``audio``
         ``[1, P, num_frames, window, L, C]`` -> decoded frames ``[3, num_frames, H, W]``.
-        ``reference``: see ``encode_condition``. ``on_step(i, t, latents) -> latents`` after every step.
+        ``on_step(i, t, latents) -> latents`` after every step.
 
         MultiTalk scheme (``reference_frame`` None): the ``cond_frames`` are the given frames (mask 1)
         of the conditioning video and CLIP sees the last of them; their latents, re-noised to the
@@ -271,11 +261,11 @@ class MultiTalkPipeline(DiffusionPipeline):
 
         clean = reference_frame is not None
         if clean:
-            condition, _ = self.encode_condition(reference_frame[:, None], num_frames, reference)
+            condition, _ = self.encode_condition(reference_frame[:, None], num_frames)
             motion_latents = self.vae_encode(cond_frames[None]).float()
             image_tokens = self.encode_image(reference_frame)
         else:
-            condition, given = self.encode_condition(cond_frames, num_frames, reference)
+            condition, given = self.encode_condition(cond_frames, num_frames)
             motion_latents = given[:, :, : 1 + (n_cond - 1) // self.vae_scale_temporal]
             image_tokens = self.encode_image(cond_frames[:, -1])
         motion_latents = motion_latents.to(device)
@@ -531,7 +521,6 @@ class MultiTalkPipeline(DiffusionPipeline):
                     k == 0,
                     apg,
                     on_step,
-                    self._reference_latents(reference),
                     reference_of(k).to(device) if variant == "infinitetalk" else None,
                 ).cpu()
                 # the whole clip, the first included, before its last frames condition the next one;
@@ -570,14 +559,6 @@ class MultiTalkPipeline(DiffusionPipeline):
         if not isinstance(prompt, str) or not prompt.strip():
             raise MultiTalkInputError("no prompt: give a text prompt describing the scene")
         return image
-
-    def _reference_latents(self, reference: torch.Tensor) -> torch.Tensor | None:
-        """A model that takes them sees the reference image's latents in every clip, not only the first."""
-        if not self.transformer.takes_reference:
-            return None
-        if getattr(self, "_cached_reference", (None,))[0] is not reference:
-            self._cached_reference = (reference, self.vae_encode(reference[None, :, None]).float())
-        return self._cached_reference[1]
 
 
 _WARNED: set[str] = set()

@@ -307,40 +307,6 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
-    @property
-    def takes_reference(self) -> bool:
-        """Whether the input also holds the reference image's latents on every frame (``add_reference_input``):
-        noisy latents, mask channels, given latents, reference latents (16 + 4 + 16 + 16 for Wan's shapes)."""
-        out = self.config.out_channels
-        return self.config.in_channels == 3 * out + self.config.vae_scale
-
-    def add_reference_input(self) -> None:
-        """Widen the patch embedding by ``out_channels`` inputs for the reference image's latents.
-
-        A streamed clip starts from the frames the clip before made; nothing else tells it what the
-        people looked like at the start, so small colour errors add up clip after clip. With the
-        reference latents beside every frame the model can look back. The new weights start at zero:
-        the widened model computes exactly what it did, until it learns to use them.
-        """
-        if self.takes_reference:
-            return
-        old = self.patch_embedding
-        extra = self.config.out_channels
-        wider = nn.Conv3d(
-            old.in_channels + extra,
-            old.out_channels,
-            old.kernel_size,
-            old.stride,
-            device=old.weight.device,
-            dtype=old.weight.dtype,
-        )
-        with torch.no_grad():
-            wider.weight.zero_()
-            wider.weight[:, : old.in_channels] = old.weight
-            wider.bias.copy_(old.bias)
-        self.patch_embedding = wider
-        self.register_to_config(in_channels=old.in_channels + extra)
-
     def set_trained_frames(self, frames: int | None) -> None:
         """The longest clip (video frames) these weights were trained on: longer clips get their temporal
         positions squeezed into its span (``time_rope.py``). None keeps Wan's positions at any length, as the

@@ -26,11 +26,6 @@ class TrainConfig:
     kl_weight: float = 1e-6  # vae stage: weight of the KL term
     chroma_weight: float = 0.0  # vae stage: extra weight on colour (each pixel minus its grey) in the loss
     face_weight: float = 0.0  # vae stage: extra loss weight on the heads' pixels (synthetic samples)
-    round_trip_weight: float = 0.0  # vae stage: weight of the loss on the reconstruction's last round_trip_frames
-    #                                 encoded and decoded once more (streaming carries decoded frames into the
-    #                                 next clip through the encoder; training/vae.py)
-    round_trip_frames: int = 5  # vae stage: how many frames make that second trip (the streaming motion frames)
-    round_trips: int = 1  # vae stage: the graded trip comes after 0..round_trips-1 trips without gradient (drawn)
     mouth_weight: float = 0.0  # extra loss weight on the mouths (vae: the boxes the sync metric reads; dit: their
     #                            latent cells) — synthetic samples only
     mover_weight: float = 0.0  # dit: extra loss weight on the latent cells a walking (or swapping) person crosses
@@ -43,17 +38,6 @@ class TrainConfig:
     clips_per_sample: int = 1  # dit stages: back-to-back clips cut from each sample video
     motion_frames: int = 0  # dit stages: also learn streaming continuations with this many given frames
     motion_share: float = 0.0  # share of batches conditioned on motion frames instead of one image
-    motion_noise: float = 0.0  # those batches' given latents are mixed with noise, a share drawn in [0, this]:
-    #                            streaming carries over generated frames, never clean ones (trainer.py)
-    motion_recolor: float = 0.0  # dit: those batches' given frames come through a VAE round trip with one person's
-    #                              colours (or all) turned by up to this many degrees, the clip kept true: the colours
-    #                              must come from the reference image, not the frames handed on (trainer.py)
-    motion_own: float = 0.0  # dit: share of those batches whose given frames are the model's own one-step estimate
-    #                          of them (noised, denoised once, nothing given): a stream hands on frames with the
-    #                          model's errors in them (trainer.py own_given_latents)
-    reference_latents: bool = False  # dit: the model also sees the reference image's latents beside every frame
-    #                                  (an init model without them is widened, the new inputs at zero;
-    #                                  models/transformer.py add_reference_input)
     size: int = 64  # frame width and height of the training clips (square)
     steps: int = 100  # optimiser steps of the run
     batch_size: int = 2  # clips per step
@@ -97,30 +81,14 @@ class TrainConfig:
             raise MultiTalkInputError(f"motion_share needs motion_frames in 1..{self.frames - 1}")
         if self.vae_inflate and (self.stage != "vae" or self.init == "new"):  # the folder may not exist yet
             raise MultiTalkInputError("vae_inflate needs the vae stage and an init VAE folder (an image-trained VAE)")
-        if self.round_trip_weight and (
-            self.stage != "vae" or not 1 <= self.round_trip_frames <= self.frames or (self.round_trip_frames - 1) % 4
-        ):
-            raise MultiTalkInputError(
-                f"round_trip_weight needs the vae stage and round_trip_frames of the form 4k+1 "
-                f"in 1..frames ({self.frames}), got {self.round_trip_frames}"
-            )
-        if self.round_trips < 1:
-            raise MultiTalkInputError(f"round_trips must be at least 1, got {self.round_trips}")
         if self.posterior_std_init is not None and self.posterior_std_init <= 0:
             raise MultiTalkInputError(f"posterior_std_init must be positive, got {self.posterior_std_init}")
-        for name in ("motion_noise", "motion_recolor", "motion_own"):
-            if getattr(self, name) and not self.motion_share:
-                raise MultiTalkInputError(f"{name} only acts on motion_share batches: set motion_share too")
-        if not 0 <= self.motion_recolor <= 180:
-            raise MultiTalkInputError(f"motion_recolor is an angle in degrees, 0..180, got {self.motion_recolor}")
         for name in (
             "i2v_share",
             "audio_dropout",
             "text_dropout",
             "image_dropout",
             "motion_share",
-            "motion_noise",
-            "motion_own",
         ):
             if not 0 <= getattr(self, name) <= 1:
                 raise MultiTalkInputError(f"{name} must lie in [0, 1], got {getattr(self, name)}")

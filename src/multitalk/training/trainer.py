@@ -36,100 +36,9 @@ def batch_kind(rng: np.random.Generator, config: TrainConfig) -> str:
     return "audio"
 
 
-def noise_given_latents(
-    condition: torch.Tensor, latent_channels: int, most: float, generator: torch.Generator
-) -> torch.Tensor:
-    """``condition`` (mask channels + latents, ``B, M + C, T, h, w``) with the latents of its given frames
-    mixed with noise, ``(1 - s) x + s e`` with ``s`` drawn in ``[0, most]`` per clip.
-
-    A stream's next clip starts from frames the model made, decoded and encoded again, never from a
-    real video's clean latents; a model that only saw clean ones trusts every small error it is handed
-    and the errors add up clip after clip (colours drift). The mask channels stay: they say which
-    frames are given, not what they hold.
-    """
-    masks, latents = condition[:, :-latent_channels], condition[:, -latent_channels:]
-    given = masks.amax(1, keepdim=True)  # B, 1, T, h, w: 1 on latent frames holding a given frame
-    s = torch.rand(condition.shape[0], 1, 1, 1, 1, generator=generator) * most * given
-    noise = torch.randn(latents.shape, generator=generator)
-    return torch.cat([masks, (1 - s) * latents + s * noise], dim=1)
-
-
-def turn_colors(pixels: torch.Tensor, degrees: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """``pixels`` ``B, 3, F, H, W`` in [0, 1] with their colours turned about the grey axis by ``degrees``
-    (``B``) where ``region`` (``B, 1, 1, H, W`` in [0, 1]) says: the hue moves, each pixel's grey stays."""
-    B = pixels.shape[0]  # noqa: N806
-    angle = torch.deg2rad(degrees).view(B, 1, 1)
-    axis = torch.full((3,), 3**-0.5)
-    cross = torch.tensor([[0.0, -1, 1], [1, 0, -1], [-1, 1, 0]]) * 3**-0.5  # [axis]x
-    turn = angle.cos() * torch.eye(3) + angle.sin() * cross + (1 - angle.cos()) * torch.outer(axis, axis)  # Rodrigues
-    turned = torch.einsum("bij,bjfhw->bifhw", turn, pixels)
-    return torch.lerp(pixels, turned, region).clamp(0, 1)
-
-
-def recolor_given_frames(
-    pipe, batch: dict[str, torch.Tensor], motion_frames: int, most_degrees: float, generator: torch.Generator
-) -> torch.Tensor:
-    """A continuation batch's condition with its given frames decoded, their colours turned, and encoded again.
-
-    A stream's later clips start from frames the model made, whose colours have wandered a little;
-    a model that has only seen true colours there carries every error on, clip after clip (a blue
-    body turns green over 20 s). Here the given frames come through a VAE round trip with one
-    person's region, or the whole frame, turned by up to ``most_degrees`` (``turn_colors``), while
-    the clip to predict keeps the true colours: the model must take them from the reference image
-    (``batch["reference"]``, for a model that takes it) rather than from the frames it is handed.
-    """
-    condition, channels = batch["condition"], batch["latents"].shape[1]
-    masks, latents = condition[:, :-channels], condition[:, -channels:]
-    scale = pipe.vae_scale_temporal
-    given = pipe.vae_decode(latents[:, :, : 1 + -(-(motion_frames - 1) // scale)])[:, :, :motion_frames]
-    B, _, F, H, W = given.shape  # noqa: N806
-    degrees = (torch.rand(B, generator=generator) * 2 - 1) * most_degrees
-    # whose colours turn: one person's region (masks: people, then background), or the whole frame
-    people = batch["masks"].shape[1] - 1
-    person = torch.randint(0, people + 1, (B,), generator=generator)  # == people: the whole frame
-    region = batch["masks"][torch.arange(B), person.clamp(max=people - 1)].float()  # B, h, w
-    region = torch.where((person == people).view(B, 1, 1), torch.ones_like(region), region)
-    region = torch.nn.functional.interpolate(region[:, None], size=(H, W), mode="nearest")[:, :, None]  # B,1,1,H,W
-    pixels = turn_colors((given + 1) / 2, degrees, region) * 2 - 1
-    frames = (condition.shape[2] - 1) * scale + 1
-    padded = torch.cat([pixels, pixels.new_zeros(B, 3, frames - F, H, W)], dim=2)  # as encode_condition pads
-    return torch.cat([masks, pipe.vae_encode(padded).float()], dim=1)
-
-
-def own_given_latents(
-    model, batch: dict[str, torch.Tensor], generator: torch.Generator, sigmas: tuple[float, float] = (0.2, 0.6)
-) -> torch.Tensor:
-    """A continuation batch's condition with its given latents replaced by the model's own one-step
-    estimate of them: the clip noised to a level in ``sigmas``, denoised once with no frame given.
-
-    What a stream hands on is frames the model made, with the model's errors in them (blur, blotches,
-    shifted colours), and a model that has only been handed true frames carries those errors on. The
-    one-step estimate is a cheap stand-in for them (a full sample would cost tens of passes per step).
-    """
-    channels = batch["latents"].shape[1]
-    condition = batch["condition"]
-    masks, latents = condition[:, :-channels], condition[:, -channels:]
-    batch_size = latents.shape[0]
-    low, high = sigmas
-    sigma = low + (high - low) * torch.rand(batch_size, generator=generator)
-    noise = torch.randn(batch["latents"].shape, generator=generator)
-    nothing_given = {**batch, "condition": torch.zeros_like(condition)}
-    noisy, velocity = predict_velocity(
-        model, nothing_given, sigma.to(latents.device), noise.to(latents.device), use_audio=True
-    )
-    # x_t = (1 - s) x0 + s noise and v = noise - x0, so x0 = x_t - s v
-    estimate = noisy - sigma.view(-1, 1, 1, 1, 1).to(latents.device) * velocity
-    given = masks.amax(1, keepdim=True) > 0  # B, 1, T, h, w
-    return torch.cat([masks, torch.where(given, estimate.to(latents.dtype), latents)], dim=1)
-
-
 def model_condition(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """What the model is conditioned on: the batch's condition, and for a model that takes the reference
-    image (``takes_reference``) its latents on every frame, as the pipeline hands them."""
-    condition = batch["condition"]
-    if getattr(getattr(model, "module", model), "takes_reference", False):  # accelerate may wrap it (DDP)
-        condition = torch.cat([condition, batch["reference"].expand(-1, -1, condition.shape[2], -1, -1)], dim=1)
-    return condition
+    """What the model is conditioned on: the mask channels and the given frames' latents."""
+    return batch["condition"]
 
 
 def predict_velocity(
@@ -290,8 +199,6 @@ class Trainer(TrainingLoop):
             # a model started here knows the longest clips it was trained on, so that sampling longer
             # ones can squeeze time into that span (models/time_rope.py); others keep Wan's positions
             model.set_trained_frames(max(model.config.trained_frames or 0, config.frames))
-        if config.reference_latents:
-            model.add_reference_input()
         model.train()
         for name, param in model.named_parameters():
             param.requires_grad_(config.trainable in ("all", "base"))
@@ -348,19 +255,6 @@ class Trainer(TrainingLoop):
         kind = batch_kind(self.rng, config)
         motion = self.rng.random() < config.motion_share
         batch = self.clips.batch(self.rng, config.batch_size, motion=motion)
-        if motion and config.motion_own and self.rng.random() < config.motion_own:
-            on_device = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-            with torch.no_grad(), self.accelerator.autocast():
-                batch["condition"] = own_given_latents(self.model, on_device, self.noise).float().cpu()
-        if motion and config.motion_recolor:
-            with torch.no_grad():
-                batch["condition"] = recolor_given_frames(
-                    self.pipe, batch, config.motion_frames, config.motion_recolor, self.noise
-                )
-        if motion and config.motion_noise:
-            batch["condition"] = noise_given_latents(
-                batch["condition"], batch["latents"].shape[1], config.motion_noise, self.noise
-            )
         if config.image_dropout and self.rng.random() < config.image_dropout:  # nothing given: masks and latents 0
             batch["condition"] = torch.zeros_like(batch["condition"])
             batch["reference"] = torch.zeros_like(batch["reference"])

@@ -22,15 +22,8 @@ first trains on images, then on clips from that checkpoint — *inflated* first
 used the last time slice of its 3D kernels and never its temporal down/up-sampling, so those
 weights are still random. Started as they were, 1000 clip steps left the mouths of frames
 after the first nearly still (lip-sync of the reconstructions 0.28); inflated, the same VAE
-with no clip training at all reads 0.62 (docs/demo-model.md).
-Streaming decodes a clip, then encodes its last frames again to condition the next one, so a
-long video sends its frames through the VAE again and again; the recipe's VAE shifts colours
-a little with each trip and turns the background into stripes within ten.
-``round_trip_weight`` adds the loss of the reconstruction's last frames sent through once more
-(after up to ``round_trips − 1`` trips without gradient), against the original frames. With
-``trainable: decoder`` the latents, and every DiT trained on them, stay. An experiment, not in
-the recipe: it eased the VAE-only trips but streamed videos drifted no less
-(research/configs/vae_round_trip.yaml, research/README.md).
+with no clip training at all reads 0.62 (research/findings/demo-model-history.md).
+With ``trainable: decoder`` the latents, and every DiT trained on them, stay.
 """
 
 from __future__ import annotations
@@ -166,10 +159,6 @@ class VAETrainer(TrainingLoop):
         x = torch.stack(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # B, F, S, S, 3 -> B, 3, F, S, S
         return x, torch.stack(weights)[:, None]
 
-    def round_trip(self, frames: torch.Tensor) -> torch.Tensor:
-        """Decoded frames encoded and decoded again, as the pipeline hands motion frames on."""
-        return self.model.decode(self.model.encode(frames.clamp(-1, 1)).latent_dist.mode()).sample
-
     def pixel_loss(self, recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return (weight * (recon - x) ** 2).mean() + self.config.chroma_weight * (
             weight * (chroma(recon) - chroma(x)) ** 2
@@ -184,15 +173,6 @@ class VAETrainer(TrainingLoop):
             noise = torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
             recon = self.model.decode(posterior.mean + posterior.std * noise).sample.float()
             loss = self.pixel_loss(recon, x, weight) + config.kl_weight * posterior.kl().mean()
-            if config.round_trip_weight:  # the last frames once more through the VAE, as streaming's motion frames
-                n = config.round_trip_frames
-                frames = recon[:, :, -n:]
-                extra = int(self.rng.integers(config.round_trips)) if config.round_trips > 1 else 0
-                with torch.no_grad():  # as if they had come through earlier clips already
-                    for _ in range(extra):
-                        frames = self.round_trip(frames)
-                again = self.round_trip(frames).float()
-                loss = loss + config.round_trip_weight * self.pixel_loss(again, x[:, :, -n:], weight[:, :, -n:])
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -294,3 +294,26 @@ def test_clips_longer_than_the_training_ones_have_time_squeezed_into_its_span(tm
     assert MultiTalkTransformer3DModel.from_pretrained(tmp_path / "m").rope.trained_latent_frames == 3
     with pytest.raises(ValueError, match="4k\\+1"):
         model.set_trained_frames(10)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_reference_map_as_one_attention_call_equals_the_explicit_scores(classes):
+    """softmax(q·kᵀ/√d) averaged over each class's mask, per head chunk then over chunks (the reference's
+    arithmetic, written out with the S × R scores) == attention with the normalised masks as values."""
+    from multitalk.models.lrope import reference_attention_map
+
+    g = torch.Generator().manual_seed(classes)
+    S, R, H, D = 40, 12, 4, 8  # noqa: N806
+    q, k = torch.randn(1, S, H, D, generator=g), torch.randn(1, S, H, D, generator=g)
+    masks = (torch.rand(1, classes, R, generator=g) > 0.5).float()
+    masks[0, -1] = 0  # an empty class maps to 0
+    total = 0
+    for half in (slice(0, H // 2), slice(H // 2, H)):
+        scores = torch.einsum("bshd,brhd->bhsr", q[:, :, half], k[:, :R, half]) / D**0.5
+        probs = scores.softmax(-1)
+        per_class = torch.einsum("bhsr,bcr->bhsc", probs, masks) / masks.sum(-1).clamp_min(1)[:, None, None]
+        total = total + per_class.mean(1).transpose(1, 2)
+    expected = total / 2
+    got = reference_attention_map(q, k, masks, R, head_chunks=2)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert torch.all(got[:, -1] == 0)

@@ -68,34 +68,36 @@ def reference_attention_map(
     token_masks: torch.Tensor,
     tokens_per_frame: int,
     head_chunks: int = 2,
+    backend=None,
 ) -> torch.Tensor:
     """How much each video token attends to each person's region of the reference frame.
 
     ``query``/``key``: ``[B, S, H, D]`` after qk-norm and 3-D RoPE (the self-attention's own).
     ``token_masks``: ``[B or 1, classes, tokens_per_frame]`` (persons..., background).
     Returns ``[B, classes, S]``: per class, the softmax attention over the first latent frame's
-    tokens averaged over the class's mask, averaged over heads (within a chunk, then over
-    chunks, as the reference does). Only one head chunk of ``S x tokens_per_frame`` scores
-    exists at a time.
+    tokens averaged over the class's mask, averaged over heads (the reference averages within two
+    head chunks, then over the chunks: with chunks of equal size, the same mean).
+
+    Averaging ``softmax(q·kᵀ/√d)`` over a mask is ``softmax(q·kᵀ/√d) @ M`` with ``M`` the masks divided
+    by their sizes: attention with ``M`` as the values. So it runs as one attention call through
+    diffusers' dispatch (flash, cuDNN, sage... apply; ``backend`` as the self-attention's), and no
+    ``S × tokens_per_frame`` score tensor is ever made here. The values are zero-padded to the head
+    width, which every backend accepts.
     """
-    heads = query.shape[2]
-    if heads % head_chunks:
-        head_chunks = 1
-    chunk = heads // head_chunks
-    scale = query.shape[-1] ** -0.5
-    masks = token_masks.to(query.dtype)  # B, C, R
-    mask_sizes = masks.sum(-1).clamp_min(1)  # B, C  (empty mask -> map 0, not NaN)
+    from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+    batch, _, heads, dim = query.shape
+    masks = token_masks.to(query.dtype)  # B|1, C, R
+    classes = masks.shape[1]
+    mask_sizes = masks.sum(-1, keepdim=True).clamp_min(1)  # empty mask -> map 0, not NaN
+    values = (masks / mask_sizes).transpose(1, 2).expand(batch, -1, -1)  # B, R, C
+    width = max(dim, classes)
+    values = torch.nn.functional.pad(values, (0, width - classes))[:, :, None].expand(-1, -1, heads, -1)
     ref_key = key[:, :tokens_per_frame]
-    total = None
-    for start in range(0, heads, chunk):
-        q = (query[:, :, start : start + chunk] * scale).transpose(1, 2)  # B, h, S, D
-        k = ref_key[:, :, start : start + chunk].transpose(1, 2)  # B, h, R, D
-        probs = (q @ k.transpose(-2, -1)).softmax(-1)  # B, h, S, R
-        per_class = probs @ masks.transpose(-2, -1).unsqueeze(1)  # B, h, S, C
-        per_class = per_class / mask_sizes[:, None, None, :]
-        part = per_class.mean(1).transpose(1, 2)  # B, C, S
-        total = part if total is None else total + part
-    return total / head_chunks
+    if width != dim:  # more classes than the head is wide: the math path takes any value width
+        backend = None
+    out = dispatch_attention_fn(query, ref_key, values.contiguous(), backend=backend)  # B, S, H, width
+    return out[..., :classes].float().mean(2).transpose(1, 2).to(query.dtype)  # B, C, S
 
 
 def assign_labels(reference_map: torch.Tensor, layout: LabelLayout) -> torch.Tensor:

@@ -93,7 +93,12 @@ class MultiTalkSelfAttnProcessor(WanAttnProcessor):
             return out, None
         with torch.no_grad():
             ref_map = reference_attention_map(
-                query, key, reference.token_masks, reference.tokens_per_frame, reference.head_chunks
+                query,
+                key,
+                reference.token_masks,
+                reference.tokens_per_frame,
+                reference.head_chunks,
+                backend=self._attention_backend,
             )
         return out, ref_map
 

@@ -231,6 +231,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import warnings
 
     from .checkpoints import model_sampling, model_variant
+    from .lora import PRESETS as LORA_PRESETS
+    from .lora import parse_lora_argument
     from .media import read_audio, read_image, read_video_frames
     from .pipeline import (
         VARIANT_SAMPLING,
@@ -254,8 +256,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     size = _size(args.size)
     device, dtype = _device_and_dtype(args.device, args.dtype)
     variant = args.variant or model_variant(model, args.multitalk_weights)
+    loras = [parse_lora_argument(text) for text in args.lora or []]
+    for path, _ in loras:
+        if not path.is_file():
+            raise MultiTalkInputError(f"--lora {path} not found; give a LoRA .safetensors file (FILE or FILE:SCALE)")
+    preset = LORA_PRESETS[args.preset] if args.preset else {}
     settings = sampling_settings(
-        {**VARIANT_SAMPLING[variant], **(model_sampling(model) if args.audio_encoder is None else {})},
+        {**VARIANT_SAMPLING[variant], **(model_sampling(model) if args.audio_encoder is None else {}), **preset},
         num_frames=args.frames,
         motion_frames=args.motion_frames,
         steps=args.steps,
@@ -303,6 +310,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
     except CheckpointError as err:
         raise MultiTalkInputError(str(err)) from None
+    for path, scale in loras:
+        try:
+            changed = pipe.load_lora(path, scale)
+        except CheckpointError as err:
+            raise MultiTalkInputError(str(err)) from None
+        print(f"multitalk generate: LoRA {path.name} x{scale:g}: {changed} weights changed", file=sys.stderr)
     if args.attention_backend:
         try:
             pipe.transformer.set_attention_backend(args.attention_backend)
@@ -515,6 +528,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         help="480 or 720 (the official size tables; the bucket nearest the image's shape) "
         "or WxH (default: the model's table, 480 for the official weights)",
+    )
+    gen.add_argument(
+        "--lora",
+        action="append",
+        metavar="FILE[:SCALE]",
+        help="fuse a LoRA (ComfyUI/Kijai or diffusers keys, e.g. lightx2v or FusioniX) into the "
+        "transformer, scale 1 by default (repeat for several)",
+    )
+    gen.add_argument(
+        "--preset",
+        choices=["lightx2v", "fusionix"],
+        help="the sampling a few-step LoRA was made for: lightx2v 4 steps, FusioniX 8; both text "
+        "guidance 1 (2 passes), audio guidance 2, shift 2 (flags still override)",
     )
     gen.add_argument(
         "--num-inference-steps",

@@ -149,7 +149,9 @@ class MultiTalkPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ encoders
 
     def encode_prompt(self, prompts: list[str]) -> list[torch.Tensor]:
-        max_length = min(self.transformer.config.text_len, self.tokenizer.model_max_length)
+        text_len = self.transformer.config.text_len
+        # the official wrapper asks for text_len positions whatever the tokenizer's own limit says
+        max_length = text_len if self.processing.pad_prompt else min(text_len, self.tokenizer.model_max_length)
         if self.processing.clean_prompt:
             prompts = [clean_prompt(p) for p in prompts]
         return TextEncoder(
@@ -540,6 +542,18 @@ class MultiTalkPipeline(DiffusionPipeline):
             fps=self.config.fps,
             steps_run=(len(lengths) - first_clip) * steps,
         )
+
+    def load_lora(self, path: str | Path, scale: float = 1.0, preset: str | None = None) -> int:
+        """Fuse a LoRA file into the transformer (``multitalk.lora``: the official loader's arithmetic);
+        ``preset`` (``lightx2v``, ``fusionix``) also sets the sampling the LoRA was distilled for.
+        Returns how many weights changed."""
+        from .lora import PRESETS, fuse_lora
+
+        if preset is not None:
+            if preset not in PRESETS:
+                raise MultiTalkInputError(f"unknown preset {preset!r}; use one of {sorted(PRESETS)}")
+            self.register_to_config(sampling={**self.config.sampling, **PRESETS[preset]})
+        return fuse_lora(self.transformer, path, scale)
 
     @property
     def num_timesteps(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import time
@@ -100,8 +101,8 @@ def _bbox(text: str) -> list[float]:
         values = [float(v) for v in text.replace(" ", "").split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--bbox wants four numbers a,b,c,d, got {text!r}") from None
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"--bbox wants four numbers a,b,c,d, got {text!r}")
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"--bbox wants four finite numbers a,b,c,d, got {text!r}")
     return values
 
 
@@ -122,10 +123,16 @@ def read_request(args: argparse.Namespace) -> dict:
         source = Path(args.input)
         if not source.is_file():
             raise MultiTalkInputError(f"input file not found: {source}")
+        if source.stat().st_size > MAX_JSON_BYTES:
+            raise MultiTalkInputError(
+                f"{source} is {source.stat().st_size} bytes; an input file is at most "
+                f"{MAX_JSON_BYTES // 1000} kB (it names files, it does not hold them)"
+            )
         try:
             data = json.loads(source.read_text())
-        except ValueError as err:
-            raise MultiTalkInputError(f"{source} is not valid JSON ({err})") from None
+        except (ValueError, RecursionError) as err:
+            reason = "nested too deeply" if isinstance(err, RecursionError) else err
+            raise MultiTalkInputError(f"{source} is not valid JSON ({reason})") from None
         if not isinstance(data, dict):
             raise MultiTalkInputError(f"{source} must hold a JSON object with prompt, cond_image, cond_audio")
         if "tts_audio" in data and "cond_audio" not in data:
@@ -135,8 +142,13 @@ def read_request(args: argparse.Namespace) -> dict:
             )
         base = source.parent
         audio = data.get("cond_audio") or {}
-        if not isinstance(audio, dict):
-            raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio files")
+        if not isinstance(audio, dict) or not all(isinstance(v, str) for v in audio.values()):
+            raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio file names")
+        for field in ("prompt", "cond_image", "cond_video", "audio_type"):
+            if field in data and data[field] is not None and not isinstance(data[field], str):
+                raise MultiTalkInputError(
+                    f"{field} must be a string, got {type(data[field]).__name__}: {str(data[field])[:40]}"
+                )
         request["audio"] = [_resolve(str(path), base) for path in in_person_order(audio)]
         if data.get("cond_image"):
             request["image"] = _resolve(str(data["cond_image"]), base)
@@ -149,6 +161,18 @@ def read_request(args: argparse.Namespace) -> dict:
             if not isinstance(boxes, dict):
                 raise MultiTalkInputError("bbox must map person1, person2, ... to [top, left, bottom, right]")
             request["bboxes"] = in_person_order(boxes)
+            for i, box in enumerate(request["bboxes"]):
+                if (
+                    not isinstance(box, list)
+                    or len(box) != 4
+                    or not all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box
+                    )
+                ):
+                    raise MultiTalkInputError(
+                        f"bbox of person{i + 1} must be four numbers [top, left, bottom, "
+                        f"right] in pixels, got {str(box)[:60]}"
+                    )
     if args.image:
         request["image"], request["video"] = Path(args.image), None
     if args.video:
@@ -170,6 +194,45 @@ def read_request(args: argparse.Namespace) -> dict:
     if not request["prompt"]:
         raise MultiTalkInputError("no prompt: give INPUT.json with prompt, or --prompt")
     return request
+
+
+MAX_JSON_BYTES = 1_000_000
+LIMITS = {"frames": 1001, "steps": 1000, "max_frames": 25 * 3600}  # a 40-s clip, 1000 steps, an hour of video
+
+
+def check_output_paths(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """Everything about where results go, before any model work: a clear error, never a late traceback."""
+    import os
+
+    out = args.output
+    if out.is_dir():
+        raise MultiTalkInputError(f"output {out} is a folder; give a file name ending in .mp4")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise MultiTalkInputError(f"cannot write into {parent}: the folder does not exist or is not writable")
+    resolved = out.resolve()
+    for path in inputs:
+        if path is not None and Path(path).exists() and Path(path).resolve() == resolved:
+            raise MultiTalkInputError(f"output {out} is one of the inputs; choose another output file")
+    for flag, folder in (("--save-frames", args.save_frames), ("--work-dir", args.work_dir)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise MultiTalkInputError(f"{flag} {folder} is a file; give a folder")
+
+
+def check_limits(args: argparse.Namespace, settings: dict) -> None:
+    """Cost knobs within bounds (memory and time grow with them), and a seed torch accepts."""
+    if not 0 <= args.seed < 2**63:
+        raise MultiTalkInputError(f"--seed must lie in 0..2^63-1, got {args.seed}")
+    for name, flag, value in (
+        ("frames", "--num-frames", settings["num_frames"]),
+        ("steps", "--num-inference-steps", settings["steps"]),
+        ("max_frames", "--max-frames", args.max_frames),
+    ):
+        if value > LIMITS[name]:
+            raise MultiTalkInputError(
+                f"{flag} {value} is over this tool's limit of {LIMITS[name]}; "
+                "longer videos come from --mode streaming, not longer clips"
+            )
 
 
 def _set_reference(request: dict, path: Path) -> None:
@@ -273,6 +336,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     check_settings(settings["num_frames"], settings["steps"], args.mode, settings["motion_frames"], args.max_frames)
     check_scales(settings)
+    check_limits(args, settings)
+    check_output_paths(args, [request["image"], request["video"], *request["audio"], args.mask_image])
     video = None
     if request["video"] is not None:
         # frame 0 for size, boxes and masks; InfiniteTalk also each clip's first frame

@@ -50,15 +50,29 @@ def _require_file(path: str | os.PathLike, what: str) -> Path:
 # ----------------------------------------------------------------------------- images
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)``; a clear error for anything that is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
+MAX_IMAGE_PIXELS = 40_000_000  # far above any bucket (1280x720 is 0.9 Mpx); a 40-Mpx RGB image is 120 MB
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768_000
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``, turned upright by its EXIF orientation; a clear error for anything that
+    is not a readable image. The pixel count is checked from the header, before decoding."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = _require_file(path, "image")
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise MultiTalkInputError(
+                    f"image {path} is {width}x{height} ({width * height / 1e6:.0f} Mpx), over "
+                    f"the {max_pixels / 1e6:.0f}-Mpx limit; downscale it (the model sees at "
+                    "most 1280x720)"
+                )
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    except MultiTalkInputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise MultiTalkInputError(f"not a readable image: {path} ({err}); give a PNG or JPEG") from None
 
 
@@ -91,6 +105,12 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MultiTalkInputError(f"no audio in {path}; give a wav/flac/mp3/ogg file or a video with sound")
+            declared = container.streams.audio[0].sample_rate or 0
+            if not MIN_SAMPLE_RATE <= declared <= MAX_SAMPLE_RATE:
+                raise MultiTalkInputError(
+                    f"audio {path} declares {declared} Hz, outside {MIN_SAMPLE_RATE}-"
+                    f"{MAX_SAMPLE_RATE} Hz; re-export it at 16 kHz (or any normal rate)"
+                )
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             chunks = []
             for frame in container.decode(audio=0):

@@ -93,6 +93,13 @@ def test_submit_poll_download(client, files, tmp_path):
         (dict(request={"colour": "blue"}), 400, "unknown fields"),
         (dict(request={"frames": 10}), 400, "4k+1"),
         (dict(request={"prompt": ""}), 400, "prompt is required"),
+        (dict(request={"prompt": 5}), 400, "must be a string"),
+        (dict(request={"steps": 1e9}), 400, "over the limit"),
+        (dict(request={"frames": 100001}), 400, "over the limit"),
+        (dict(request={"seed": 2**70}), 400, "seed must lie"),
+        (dict(request={"shift": 0}), 400, "shift must be positive"),
+        (dict(request={"text_guidance": "nan"}), 400, "finite"),
+        (dict(request={"bboxes": [["a", 1, 2, 3]] * 2}), 400, "four numbers"),
     ],
 )
 def test_bad_uploads_get_4xx_and_never_enter_the_queue(client, files, kwargs, status, message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,28 +52,72 @@ class Limits:
     max_people: int = 8
 
 
+SETTING_TYPES = {
+    "steps": int,
+    "seed": int,
+    "mode": str,
+    "frames": int,
+    "motion_frames": int,
+    "text_guidance": float,
+    "audio_guidance": float,
+    "shift": float,
+}
+MAX_SETTINGS = {"steps": 1000, "frames": 1001}  # the CLI's limits: memory and time grow with them
+
+
 def _parse_request(text: str, defaults: dict) -> dict:
+    if len(text or "") > 100_000:
+        raise HTTPException(413, "request is over 100 kB; it holds a prompt and settings, not media")
     try:
         data = json.loads(text or "{}")
-    except ValueError as err:
-        raise HTTPException(400, f"request is not valid JSON: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise HTTPException(400, f"request is not valid JSON: {str(err)[:100]}") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "request must be a JSON object")
     unknown = set(data) - REQUEST_FIELDS - set(defaults)
     if unknown:
         raise HTTPException(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS | set(defaults))}")
-    if not data.get("prompt"):
-        raise HTTPException(400, "prompt is required")
+    if not isinstance(data.get("prompt"), str) or not data["prompt"].strip():
+        raise HTTPException(400, "prompt is required and must be a string")
+    for field in ("negative_prompt", "audio_type"):
+        if data.get(field) is not None and not isinstance(data[field], str):
+            raise HTTPException(400, f"{field} must be a string")
     bboxes = data.get("bboxes")
     if isinstance(data.get("bbox"), dict):
         bboxes = in_person_order(data["bbox"])
+    elif isinstance(data.get("bbox"), list):  # the list form: person order
+        bboxes = data["bbox"]
+    if bboxes is not None and (
+        not isinstance(bboxes, list)
+        or not all(
+            isinstance(b, list)
+            and len(b) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in b)
+            for b in bboxes
+        )
+    ):
+        raise HTTPException(400, "bbox: one [top, left, bottom, right] of four numbers per person")
     settings = dict(defaults)
-    for key, default in defaults.items():
+    for key in defaults:
         if key in data:
+            kind = SETTING_TYPES.get(key, str)
+            value = data[key]
+            if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+                raise HTTPException(400, f"{key} must be a {kind.__name__}")
             try:
-                settings[key] = type(default)(data[key])
-            except (TypeError, ValueError):
-                raise HTTPException(400, f"{key} must be a {type(default).__name__}") from None
+                settings[key] = kind(value) if value is not None or key != "shift" else None
+            except (TypeError, ValueError, OverflowError):
+                raise HTTPException(400, f"{key} must be a {kind.__name__}") from None
+    for key in ("text_guidance", "audio_guidance", "shift"):
+        if settings.get(key) is not None and not math.isfinite(settings[key]):
+            raise HTTPException(400, f"{key} must be a finite number")
+    if settings.get("shift") is not None and settings["shift"] <= 0:
+        raise HTTPException(400, "shift must be positive (the official 7 at 480p, 11 at 720p)")
+    if not 0 <= settings["seed"] < 2**63:
+        raise HTTPException(400, "seed must lie in 0..2^63-1")
+    for key, most in MAX_SETTINGS.items():
+        if settings[key] > most:
+            raise HTTPException(400, f"{key} {settings[key]} is over the limit of {most}")
     return {
         "prompt": data["prompt"],
         "negative_prompt": data.get("negative_prompt"),
@@ -175,7 +220,8 @@ def create_app(
             if longest > limits.max_audio_seconds:
                 raise HTTPException(413, f"audio lasts {longest:.0f} s; the limit is {limits.max_audio_seconds:g} s")
             s = spec["settings"]
-            check_settings(s["frames"], s["steps"], s["mode"], s["motion_frames"], 10**6)
+            s["max_frames"] = int(limits.max_audio_seconds * 25) + 1  # the whole audio, up to the upload limit
+            check_settings(s["frames"], s["steps"], s["mode"], s["motion_frames"], s["max_frames"])
             check_request(pixels, voices, spec["audio_type"], spec["bboxes"])
         except MultiTalkInputError as err:
             shutil.rmtree(folder, ignore_errors=True)

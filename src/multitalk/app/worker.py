@@ -60,6 +60,7 @@ def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None =
         generator=torch.Generator().manual_seed(settings["seed"]),
         mode=settings["mode"],
         motion_frames=settings["motion_frames"],
+        max_frames=settings.get("max_frames", 1000),
         work_dir=folder / "work",
         resume=True,
         callback_on_step_end=on_step,

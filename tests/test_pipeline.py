@@ -378,7 +378,8 @@ def test_no_model_and_no_bundled_model_is_a_clear_error(inputs, monkeypatch, cap
     shutil.rmtree(inputs / "notamodel")
 
 
-def test_cache_hook_and_bfloat16_run_through_the_cli(model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cache", ["first-block", "teacache"])
+def test_cache_hook_and_bfloat16_run_through_the_cli(model_dir, tmp_path, monkeypatch, cache):
     monkeypatch.chdir(REPO)
     out = tmp_path / "c.mp4"
     assert (
@@ -388,7 +389,7 @@ def test_cache_hook_and_bfloat16_run_through_the_cli(model_dir, tmp_path, monkey
             "-o",
             str(out),
             "--cache",
-            "first-block",
+            cache,
             "--dtype",
             "bfloat16",
             "--mode",

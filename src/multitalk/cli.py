@@ -389,7 +389,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.cache == "first-block":
         from diffusers import FirstBlockCacheConfig
 
-        pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=args.cache_threshold))
+        pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=args.cache_threshold or 0.05))
+    elif args.cache == "teacache":
+        from .teacache import TeaCacheConfig, apply_teacache
+
+        apply_teacache(
+            pipe.transformer, TeaCacheConfig(threshold=0.2 if args.cache_threshold is None else args.cache_threshold)
+        )
     if offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -643,8 +649,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=list(DTYPES), help="weights' precision (default: bfloat16 on a GPU, float32 on the CPU)"
     )
     gen.add_argument("--offload", action="store_true", help="keep models on the CPU until used (GPU only)")
-    gen.add_argument("--cache", choices=["none", "first-block"], default="none", help="diffusers cache hook")
-    gen.add_argument("--cache-threshold", type=float, default=0.05, help="first-block cache threshold")
+    gen.add_argument(
+        "--cache",
+        choices=["none", "first-block", "teacache"],
+        default="none",
+        help="skip work between steps: teacache (MultiTalk's official coefficients, the first 5 "
+        "steps always computed) or diffusers' first-block cache",
+    )
+    gen.add_argument(
+        "--cache-threshold",
+        type=float,
+        help="the cache's threshold (default: teacache 0.2, first-block 0.05; higher skips more)",
+    )
     gen.add_argument("--attention-backend", help="diffusers attention backend (e.g. native, flash, sage)")
     gen.add_argument("--save-frames", help="also write every frame as PNG into this folder")
     gen.add_argument(

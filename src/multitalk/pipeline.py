@@ -208,7 +208,7 @@ class MultiTalkPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ one clip
 
-    def _predict(self, latents, condition, t, clip: _Clip, audio, image_tokens, text, name, cache):
+    def _predict(self, latents, condition, t, clip: _Clip, audio, image_tokens, text, name, cache, step=None):
         model_input = torch.cat([latents, condition], dim=1).to(self.transformer.dtype)
         kwargs = dict(
             hidden_states=model_input,
@@ -220,7 +220,7 @@ class MultiTalkPipeline(DiffusionPipeline):
             return_dict=False,
         )
         if cache:
-            with self.transformer.cache_context(name):
+            with self.transformer.cache_context(name, step_index=step):
                 return self.transformer(**kwargs)[0].float()
         return self.transformer(**kwargs)[0].float()
 
@@ -288,17 +288,26 @@ class MultiTalkPipeline(DiffusionPipeline):
         latents = inject_motion(noise, sigmas[0])  # (clean: the same state the official loop starts each step from)
         silent = torch.zeros_like(audio[:, :1])  # "no audio": one all-zero stream
         buffers = (MomentumBuffer(), MomentumBuffer()) if apg else None
-        cache = getattr(self.transformer, "is_cache_enabled", False)
+        teacache = getattr(self.transformer, "_teacache", None)
+        if teacache is not None:  # one skip schedule per clip, from the timesteps alone, for every pass
+            from .teacache import COEFFICIENTS, reset_teacache, teacache_schedule
+
+            resolution = "720" if clip.height * clip.width >= HD_AREA else "480"
+            teacache.compute = teacache_schedule(
+                self.transformer, timesteps[:-1], teacache, teacache.coefficients or COEFFICIENTS[resolution]
+            )
+            reset_teacache(self.transformer)
+        cache = getattr(self.transformer, "is_cache_enabled", False) or teacache is not None
         for i, t in enumerate(timesteps[:-1].to(device)):
             args = (latents, condition, t, clip)
             if math.isclose(text_guidance, 1.0):  # the official test: 2 passes
-                cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache)
-                no_audio = self._predict(*args, silent, image_tokens, clip.text, "no_audio", cache)
+                cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache, step=i)
+                no_audio = self._predict(*args, silent, image_tokens, clip.text, "no_audio", cache, step=i)
                 velocity = two_pass(cond, no_audio, audio_guidance)
             else:
-                cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache)
-                no_text = self._predict(*args, audio, image_tokens, clip.negative, "no_text", cache)
-                uncond = self._predict(*args, silent, image_tokens, clip.negative, "uncond", cache)
+                cond = self._predict(*args, audio, image_tokens, clip.text, "cond", cache, step=i)
+                no_text = self._predict(*args, audio, image_tokens, clip.negative, "no_text", cache, step=i)
+                uncond = self._predict(*args, silent, image_tokens, clip.negative, "uncond", cache, step=i)
                 velocity = (
                     three_pass_apg(cond, no_text, uncond, text_guidance, audio_guidance, buffers)
                     if apg

@@ -64,6 +64,8 @@ def test_deeply_nested_json(folder, capsys):
         (["--shift", "-1"], "shift must be positive"),
         (["--text-guidance", "nan"], "finite"),
         (["--device", "tpu9"], "device"),
+        (["--device", "cpu", "--memory", "low"], "--memory max"),
+        (["--memory", "balanced", "--offload"], "give one of them"),
     ],
 )
 def test_numbers_and_devices_out_of_range(folder, capsys, flags, message):

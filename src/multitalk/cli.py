@@ -297,6 +297,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .lora import PRESETS as LORA_PRESETS
     from .lora import parse_lora_argument
     from .media import read_audio, read_image, read_video_frames
+    from .memory import apply_memory_tier, check_tier
     from .pipeline import (
         VARIANT_SAMPLING,
         call_settings,
@@ -363,7 +364,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .errors import CheckpointError
     from .media import write_image, write_video
 
-    offload = args.offload and device != "cpu"
+    if args.memory and args.offload:
+        raise MultiTalkInputError("--offload is --memory balanced; give one of them")
+    tier = args.memory or ("balanced" if args.offload and device != "cpu" else "max")
+    check_tier(tier, device)
+    offload = tier != "max"
     try:
         pipe = load_pipeline(
             model,
@@ -396,10 +401,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         apply_teacache(
             pipe.transformer, TeaCacheConfig(threshold=0.2 if args.cache_threshold is None else args.cache_threshold)
         )
-    if offload:
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
+    apply_memory_tier(pipe, tier, device)
 
     # 3. generate and write
     start = time.perf_counter()
@@ -648,7 +650,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--dtype", choices=list(DTYPES), help="weights' precision (default: bfloat16 on a GPU, float32 on the CPU)"
     )
-    gen.add_argument("--offload", action="store_true", help="keep models on the CPU until used (GPU only)")
+    gen.add_argument(
+        "--memory",
+        choices=["max", "balanced", "low"],
+        help="where weights live (GPU only for balanced/low): max = all on the GPU (default); "
+        "balanced = one model on the GPU at a time; low = the DiT's blocks streamed one by one "
+        "in float8, encoders offloaded, VAE tiled",
+    )
+    gen.add_argument("--offload", action="store_true", help="the same as --memory balanced")
     gen.add_argument(
         "--cache",
         choices=["none", "first-block", "teacache"],

@@ -1,0 +1,67 @@
+"""Memory tiers: where the weights live while a video is made, from diffusers' and accelerate's pieces.
+
+* ``max`` — every component on the GPU (the 14B needs an 80 GB card).
+* ``balanced`` — accelerate's model offload: one component on the GPU at a time (the DiT's 37 GB in
+  bf16 plus its activations).
+* ``low`` — the DiT's blocks offloaded in groups (one block on the GPU at a time, the next one copied
+  on a CUDA stream meanwhile) and stored in float8 (cast up to the compute dtype layer by layer; the
+  embeddings, norms, output head and MultiTalk's audio adapter stay in their own dtype); the text
+  and image encoders offloaded layer by layer; the VAE decodes in tiles.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import MultiTalkInputError
+
+TIERS = ("max", "balanced", "low")
+# kept out of float8 storage: small, and the precision of embeddings, norms and the adapter matters
+FP8_SKIP = ("patch_embedding", "condition_embedder", "norm", "proj_out", "scale_shift_table", "audio_proj")
+
+
+def check_tier(tier: str, device: str) -> None:
+    if tier not in TIERS:
+        raise MultiTalkInputError(f"unknown --memory {tier!r}; use one of {TIERS}")
+    if tier != "max" and torch.device(device).type == "cpu":
+        raise MultiTalkInputError(
+            f"--memory {tier} moves weights between the CPU and a GPU; on the CPU use --memory max (the default)"
+        )
+
+
+def offload_transformer_blocks(transformer, device, fp8: bool = True) -> None:
+    """The DiT's blocks in groups of one, onloaded when needed (on a CUDA stream on a GPU); fp8 storage."""
+    if fp8:
+        transformer.enable_layerwise_casting(
+            storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype, skip_modules_pattern=FP8_SKIP
+        )
+    on_gpu = torch.device(device).type == "cuda"
+    transformer.enable_group_offload(
+        onload_device=torch.device(device),
+        offload_device=torch.device("cpu"),
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        use_stream=on_gpu,
+    )
+
+
+def apply_memory_tier(pipe, tier: str, device: str) -> None:
+    """Put ``pipe``'s components where ``tier`` says (``device``: the GPU the work runs on)."""
+    check_tier(tier, device)
+    if tier == "max":
+        pipe.to(device)
+        return
+    if tier == "balanced":
+        pipe.enable_model_cpu_offload(device=device)
+        return
+    from diffusers.hooks import apply_group_offloading
+
+    offload_transformer_blocks(pipe.transformer, device)
+    for name in ("text_encoder", "image_encoder"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            apply_group_offloading(module, onload_device=torch.device(device), offload_type="leaf_level")
+    pipe.vae.enable_tiling()
+    pipe.vae.to(device)
+    if isinstance(pipe.audio_encoder, torch.nn.Module):
+        pipe.audio_encoder.to(device)

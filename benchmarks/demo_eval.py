@@ -29,8 +29,9 @@ from multitalk.evaluation import evaluate_sync
 from multitalk.media import frame_strip, write_image
 from multitalk.pipeline import sampling_settings
 from multitalk.synthetic import make_sample, mouth_openings, random_scene
+from multitalk.synthetic.splits import HELD_OUT_START
 
-HELD_OUT = 900_000
+HELD_OUT = HELD_OUT_START
 PARTS = ("sync", "prompt", "long")
 FLIP = {"right": "left", "left": "right"}
 

@@ -38,10 +38,11 @@ from multitalk.conditioning.people import frames_from_uint8, frames_to_uint8
 from multitalk.evaluation import evaluate_sync
 from multitalk.media import frame_strip, write_image
 from multitalk.synthetic import make_sample, random_scene
+from multitalk.synthetic.splits import HELD_OUT_START
 from multitalk.training import load_config
 from multitalk.training.vae import new_vae
 
-HELD_OUT = 900_000
+HELD_OUT = HELD_OUT_START
 
 
 def load(path: Path, like: Path | None) -> AutoencoderKLWan:

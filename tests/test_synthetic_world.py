@@ -210,3 +210,40 @@ def test_espeak_voices_drive_mouths():
     sample = make_sample(random_scene(0, 2, 3.0, "add", speech="espeak"))
     assert all(np.abs(t).max() > 0.05 for t in sample.tracks if t.any())
     assert evaluate_sync(sample.video, sample.scene, sample.openings).binding_accuracy == 1.0
+
+
+def test_synth_refuses_held_out_seeds(tmp_path, capsys):
+    from multitalk.cli import main
+    from multitalk.synthetic.splits import HELD_OUT_START
+
+    code = main(["synth", "--out", str(tmp_path / "d"), "--count", "3", "--seed", str(HELD_OUT_START - 1)])
+    assert code == 2 and "held-out" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "t"),
+                "--twins",
+                "1",
+                "--people",
+                "1",
+                "--seconds",
+                "1",
+                "--size",
+                "64",
+                "--seed",
+                "30000",
+                "--no-video",
+            ]
+        )
+        == 0
+    )
+    first, twin = sorted(p.name for p in (tmp_path / "t").iterdir())  # a scene and its mirrored walk
+    assert first.endswith("_0") and twin == first[:-1] + "1"
+    import json
+
+    prompts = [
+        json.loads((tmp_path / "t" / name / "scene.json").read_text())["scene"]["prompt"] for name in (first, twin)
+    ]
+    assert prompts[0] != prompts[1] and {"left" in p for p in prompts} == {True, False}

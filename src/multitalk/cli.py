@@ -47,6 +47,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise MultiTalkInputError(f"--size {args.size} is too small; frames need at least 64 px")
     if args.speech == "espeak" and not espeak_available():
         raise MultiTalkInputError("--speech espeak needs espeak-ng (apt install espeak-ng); or use --speech tone")
+    from .synthetic.splits import check_training_seeds
+
+    try:  # twins skip seeds that leave no room to walk both ways: a few per pair at most
+        check_training_seeds(args.seed, args.count if not args.twins else 3 * args.twins)
+    except ValueError as err:
+        raise MultiTalkInputError(str(err)) from None
     start = time.perf_counter()
     if args.twins:
         from .synthetic import write_twins

@@ -111,3 +111,30 @@ def test_exif_orientation_is_applied(folder):
     img.save(folder / "rot.jpg", exif=exif)
     upright = read_image(folder / "rot.jpg")
     assert upright.shape == (40, 20, 3) and upright[:20].mean() > 200 and upright[20:].mean() < 60
+
+
+def test_masks_preview_of_the_duet_and_its_warnings(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main(["masks", "examples/duet.json", "-o", str(tmp_path / "m.png")]) == 0
+    out = capsys.readouterr()
+    preview = np.asarray(Image.open(tmp_path / "m.png"))
+    assert preview.shape == (640, 640, 3) and "warning" not in out.err
+    assert (
+        main(
+            [
+                "masks",
+                "--image",
+                "examples/duet/ref.png",
+                "--bbox",
+                "0,0,5,5",
+                "--bbox",
+                "10,60,100,127",
+                "-o",
+                str(tmp_path / "w.png"),
+            ]
+        )
+        == 0
+    )
+    assert "covers 0.2%" in capsys.readouterr().err

@@ -120,7 +120,7 @@ def _resolve(value: str, base: Path) -> Path:
     return path
 
 
-def read_request(args: argparse.Namespace) -> dict:
+def read_request(args: argparse.Namespace, need_audio: bool = True, need_prompt: bool = True) -> dict:
     """The request from an official-format input JSON and/or flags (flags win)."""
     from .conditioning.people import in_person_order
 
@@ -195,9 +195,9 @@ def read_request(args: argparse.Namespace) -> dict:
         raise MultiTalkInputError(
             "no reference image: give INPUT.json with cond_image (or cond_video), or --image (or --video)"
         )
-    if not request["audio"]:
+    if need_audio and not request["audio"]:
         raise MultiTalkInputError("no audio: give INPUT.json with cond_audio, or --audio (once per person)")
-    if not request["prompt"]:
+    if need_prompt and not request["prompt"]:
         raise MultiTalkInputError("no prompt: give INPUT.json with prompt, or --prompt")
     return request
 
@@ -452,6 +452,65 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_masks(args: argparse.Namespace) -> int:
+    """The reference image as the model will see it, each person's region drawn and labelled."""
+    import warnings
+
+    import numpy as np
+
+    from .conditioning.people import nearest_bucket, person_masks
+    from .media import read_image, write_image
+    from .processing import resize_image_official, resize_masks_official
+
+    for name in ("audio", "prompt", "video", "bbox", "audio_type"):
+        setattr(args, name, getattr(args, name, None))
+    request = read_request(args, need_audio=False, need_prompt=False)
+    if request["image"] is None:
+        raise MultiTalkInputError("masks needs a reference image (cond_image, or --image)")
+    image = read_image(request["image"])
+    people = len(request["audio"]) or (len(request["bboxes"]) if request["bboxes"] else 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        masks = person_masks(people, *image.shape[:2], request["bboxes"])
+    size = _size(args.size)
+    if size is None or isinstance(size, str):
+        size = nearest_bucket(*image.shape[:2], size or "multitalk-480")
+    frame = ((resize_image_official(image, size).permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
+    masks = resize_masks_official(masks, size).numpy() > 0
+    colours = np.array([[230, 60, 60], [60, 120, 230], [60, 200, 90], [230, 180, 40], [180, 80, 220]], float)
+    notes = [str(w.message) for w in caught]
+    total = masks.shape[1] * masks.shape[2]
+    for i in range(people):
+        region = masks[i]
+        frame[region] = 0.55 * frame[region] + 0.45 * colours[i % len(colours)]
+        share = region.sum() / total
+        rows, cols = np.nonzero(region)
+        if share < 0.02:
+            notes.append(
+                f"person {i + 1}'s region covers {share:.1%} of the frame (boxes are [top, left, bottom, "
+                "right], rows first: check the order)"
+            )
+        if rows.size and (
+            rows.min() == 0 or cols.min() == 0 or rows.max() == region.shape[0] - 1 or cols.max() == region.shape[1] - 1
+        ):
+            notes.append(f"person {i + 1}'s region touches the frame's border after the crop")
+        if rows.size:  # outline and a label block in the person's colour
+            top, left, bottom, right = rows.min(), cols.min(), rows.max(), cols.max()
+            frame[top, left : right + 1] = frame[bottom, left : right + 1] = colours[i % len(colours)]
+            frame[top : bottom + 1, left] = frame[top : bottom + 1, right] = colours[i % len(colours)]
+            tick = max(4, min(size) // 64)
+            for k in range(i + 1):  # person k+1: k+1 white squares inside the box's top-left corner
+                y = top + 2 + k * (tick + 2)
+                frame[y : y + tick, left + 2 : left + 2 + tick] = 255
+    write_image(args.output, frame.astype(np.uint8))
+    for note in notes:
+        print(f"multitalk masks: warning: {note}", file=sys.stderr)
+    print(
+        f"wrote {args.output}: {size[1]}x{size[0]}, {people} people (white ticks at each box's corner count the person)"
+    )
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """An original-layout (or Diffusers) Wan folder + audio weights -> one multitalk pipeline folder."""
     import tempfile
@@ -684,6 +743,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--resume", action="store_true", help="continue an interrupted run from its last clip")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=cmd_generate)
+
+    masks = commands.add_parser("masks", help="draw each person's region on the reference as the model sees it")
+    masks.add_argument("input", nargs="?", help="official input JSON (cond_image, cond_audio, bbox)")
+    masks.add_argument("-o", "--output", type=Path, default=Path("masks.png"), help="PNG to write")
+    masks.add_argument("--image", help="reference image (instead of cond_image)")
+    masks.add_argument("--bbox", action="append", type=_bbox, help="a person's box a,b,c,d (repeat)")
+    masks.add_argument("--size", help="480, 720 or WxH, as for generate (default 480)")
+    masks.set_defaults(run=cmd_masks)
 
     convert = commands.add_parser(
         "convert",

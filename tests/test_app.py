@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from multitalk.app.background import serve_in_background
 from multitalk.app.server import Limits, create_app
@@ -204,3 +205,26 @@ def test_jobs_default_to_the_models_own_sampling_settings(tmp_path, model_dir, f
         assert done["state"] == "done", done["error"]
         (tmp_path / "v.mp4").write_bytes(client.get(done["video"]).content)
         assert probe(tmp_path / "v.mp4")["video"]["frames"] == 5 and done["progress"]["steps"] == 1
+
+
+def test_a_video_to_dub_goes_through_the_api(client, files, tmp_path):
+    """``video`` instead of ``image``: the job runs on the video's frames (dubbing)."""
+    from multitalk.media import write_video
+
+    folder, boxes = files
+    frames = np.repeat(np.asarray(Image.open(folder / "ref.png").convert("RGB"))[None], 30, axis=0)
+    write_video(tmp_path / "talk.mp4", frames, 25)
+    body = {"prompt": "two people talk", "bboxes": boxes, **FAST}
+    upload_files = [
+        ("video", ("talk.mp4", (tmp_path / "talk.mp4").read_bytes())),
+        *[("audio", (a, (folder / a).read_bytes())) for a in ("p1.wav", "p2.wav")],
+    ]
+    job = client.post("/v1/jobs", files=upload_files, data={"request": json.dumps(body)}).json()
+    done = wait(client, job["id"])
+    assert done["state"] == "done", done["error"]
+    both = client.post(
+        "/v1/jobs",
+        files=[*upload_files, ("image", ("ref.png", (folder / "ref.png").read_bytes()))],
+        data={"request": json.dumps(body)},
+    )
+    assert both.status_code == 400 and "one of them" in both.json()["detail"]

@@ -193,10 +193,17 @@ def create_app(
 
     @app.post("/v1/jobs", status_code=201, dependencies=guarded)
     async def submit(
-        image: UploadFile = File(...), audio: list[UploadFile] = File(...), request: str = Form("{}")
+        image: UploadFile | None = File(None),
+        audio: list[UploadFile] = File(...),
+        request: str = Form("{}"),
+        video: UploadFile | None = File(None),
     ) -> dict:
-        from ..media import read_audio, read_image
+        """``image`` (a reference picture) or ``video`` (a video to dub), one ``audio`` per person."""
+        from ..media import read_audio, read_image, read_video_frames
         from ..pipeline import check_request, check_settings
+
+        if (image is None) == (video is None):
+            raise HTTPException(400, "give the reference as image or as video (to dub), one of them")
 
         if len(audio) > limits.max_people:
             raise HTTPException(400, f"at most {limits.max_people} people (audio files) per job")
@@ -204,13 +211,20 @@ def create_app(
         job_id = store.create()
         folder = store.folder(job_id)
         try:
-            suffix = Path(image.filename or "image.png").suffix or ".png"
-            image_path = await _save(image, folder, f"image{suffix}")
+            if image is not None:
+                suffix = Path(image.filename or "image.png").suffix or ".png"
+                image_path = await _save(image, folder, f"image{suffix}")
+            else:
+                suffix = Path(video.filename or "video.mp4").suffix or ".mp4"
+                image_path = await _save(video, folder, f"video{suffix}")
             audio_paths = [
                 await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}")
                 for i, a in enumerate(audio)
             ]
-            pixels = read_image(image_path)
+            if image is not None:
+                pixels = read_image(image_path, max_pixels=limits.max_pixels)
+            else:
+                pixels = read_video_frames(image_path, keep=lambda j: j == 0)[0]
             if pixels.shape[0] * pixels.shape[1] > limits.max_pixels:
                 raise HTTPException(
                     413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels; the limit is {limits.max_pixels}"
@@ -229,7 +243,8 @@ def create_app(
         except HTTPException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        spec.update(image=image_path.name, audio=[p.name for p in audio_paths])
+        spec.update(audio=[p.name for p in audio_paths])
+        spec["image" if image is not None else "video"] = image_path.name
         store.enqueue(job_id, spec)
         return _public(store, store.get(job_id))
 

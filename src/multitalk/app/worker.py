@@ -7,7 +7,7 @@ import threading
 
 import torch
 
-from ..media import read_audio, read_image, write_video
+from ..media import read_audio, read_image, read_video_frames, write_video
 from .jobs import JobStore
 
 log = logging.getLogger("multitalk.serve")
@@ -24,7 +24,14 @@ class Interrupted(Exception):
 def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None = None) -> None:
     folder = store.folder(job["id"])
     request = job["request"]
-    image = read_image(folder / request["image"])
+    settings = request["settings"]
+    image = video = None
+    if request.get("video"):  # dubbing: frame 0, and for InfiniteTalk each clip's first frame
+        step = settings["frames"] - settings["motion_frames"]
+        infinitetalk = pipe.config.get("variant") == "infinitetalk"
+        video = read_video_frames(folder / request["video"], keep=lambda j: j == 0 or (infinitetalk and j % step == 0))
+    else:
+        image = read_image(folder / request["image"])
     voices = [read_audio(folder / name) for name in request["audio"]]
 
     def on_step(pipe, step, t, kwargs):
@@ -44,11 +51,11 @@ def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None =
             raise Interrupted
         return {}
 
-    settings = request["settings"]
     out = pipe(
         image,
         voices,
         request["prompt"],
+        video=video,
         negative_prompt=request.get("negative_prompt"),
         audio_type=request["audio_type"],
         bboxes=request.get("bboxes"),

@@ -408,6 +408,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             pipe.transformer, TeaCacheConfig(threshold=0.2 if args.cache_threshold is None else args.cache_threshold)
         )
     apply_memory_tier(pipe, tier, device)
+    if args.compile:  # each block compiled once and reused: the 40 blocks share one graph
+        pipe.transformer.compile_repeated_blocks(fullgraph=False, dynamic=False)
 
     # 3. generate and write
     start = time.perf_counter()
@@ -723,6 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
         "in float8, encoders offloaded, VAE tiled",
     )
     gen.add_argument("--offload", action="store_true", help="the same as --memory balanced")
+    gen.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the transformer's repeated blocks (slow first step, faster after)",
+    )
     gen.add_argument(
         "--cache",
         choices=["none", "first-block", "teacache"],

@@ -42,23 +42,23 @@ SYNTH := --people 1-3 --size 64
 DEMO_SAMPLING := '{"num_frames": 501, "motion_frames": 5, "steps": 10, "text_guidance": 5.0, "audio_guidance": 4.0, "shift": 3.0, "fit_clips": true}'
 train-demo: venv
 	$(MT) synth --out data/demo --count 400 $(SYNTH) --seconds 5 --seed 0
-	$(MT) train configs/demo/vae_image.yaml --resume
-	$(MT) train configs/demo/vae.yaml --resume
-	$(MT) train configs/demo/base.yaml --resume
-	$(MT) train configs/demo/stage1.yaml --resume
-	$(MT) train configs/demo/stage2.yaml --resume
+	$(MT) train configs/recipes/demo/01_vae_image.yaml --resume
+	$(MT) train configs/recipes/demo/02_vae.yaml --resume
+	$(MT) train configs/recipes/demo/03_base.yaml --resume
+	$(MT) train configs/recipes/demo/04_stage1.yaml --resume
+	$(MT) train configs/recipes/demo/05_stage2.yaml --resume
 	$(MT) synth --out data/walks --count 300 $(SYNTH) --seconds 5 --seed 10000 --action walk
 	$(MT) synth --out data/walks --count 60 $(SYNTH) --seconds 5 --seed 0
 	$(MT) synth --out data/walks_2s --count 300 $(SYNTH) --seconds 2 --seed 20000 --action walk
 	$(MT) synth --out data/twins_1p --twins 8 --people 1 --seconds 1 --size 64 --seed 30000
 	$(MT) synth --out data/twins_60 --twins 60 --people 2-3 --seconds 1 --size 64 --seed 30000
 	$(MT) synth --out data/twins --twins 200 --people 2-3 --seconds 1 --size 64 --seed 30000
-	$(MT) train configs/demo/stage3_walks.yaml --resume
-	$(MT) train configs/demo/stage3_walks_2s.yaml --resume
-	$(MT) train configs/demo/stage4_twins.yaml --resume
-	$(MT) train configs/demo/stage5_twins_2_3.yaml --resume
-	$(MT) train configs/demo/stage6_mixed.yaml --resume
-	$(MT) train configs/demo/stage7_voices.yaml --resume
+	$(MT) train configs/recipes/demo/06_walks.yaml --resume
+	$(MT) train configs/recipes/demo/07_walks_2s.yaml --resume
+	$(MT) train configs/recipes/demo/08_twins.yaml --resume
+	$(MT) train configs/recipes/demo/09_twins_2_3.yaml --resume
+	$(MT) train configs/recipes/demo/10_mixed.yaml --resume
+	$(MT) train configs/recipes/demo/11_voices.yaml --resume
 	$(PY) -m multitalk.training.bundle runs/demo/stage7/final src/multitalk/demo_model --sampling $(DEMO_SAMPLING)
 
 clean:

@@ -98,7 +98,7 @@ def train_part(work: Path, device: str, steps: int) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     half = max(steps // 2, 1)
-    mix_stage = yaml.safe_load((REPO / "configs" / "demo" / "stage6_mixed.yaml").read_text())
+    mix_stage = yaml.safe_load((REPO / "configs" / "recipes" / "demo" / "10_mixed.yaml").read_text())
     for precision in ("no", "bf16") if device.startswith("cuda") else ("no",):
         run = work / f"train_{precision}"
         shutil.rmtree(run, ignore_errors=True)

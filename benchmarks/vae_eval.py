@@ -1,7 +1,7 @@
 """How good is a VAE for the synthetic world? The ceiling of every model built on it.
 
     python benchmarks/vae_eval.py runs/demo/vae/final
-    python benchmarks/vae_eval.py runs/demo/vae/checkpoints/step_0001200 --like configs/demo/vae.yaml
+    python benchmarks/vae_eval.py runs/demo/vae/checkpoints/step_0001200 --like configs/recipes/demo/02_vae.yaml
 
 Held-out scenes (seeds from 900000, never in training) are encoded and decoded, 2 s each
 (49 frames: the causal cache runs through 12 chunks, as in 81-frame generation), or, with

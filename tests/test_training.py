@@ -280,27 +280,26 @@ def test_demo_recipe_configs_are_valid():
 
     from multitalk.training import load_config
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    stages = {p.stem: load_config(p) for p in (configs / "demo").glob("*.yaml")}
-    for experiment in (configs / "experiments").glob("*.yaml"):  # kept to rerun, so they must stay loadable
-        load_config(experiment)
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "recipes" / "demo"
+    stages = {p.stem.split("_", 1)[1]: load_config(p) for p in recipe.glob("*.yaml")}
+    assert sorted(p.stem.split("_", 1)[0] for p in recipe.glob("*.yaml")) == [f"{i:02d}" for i in range(1, 12)]
     assert set(stages) == {
         "vae_image",
         "vae",
         "base",
         "stage1",
         "stage2",
-        "stage3_walks",
-        "stage3_walks_2s",
-        "stage4_twins",
-        "stage5_twins_2_3",
-        "stage6_mixed",
-        "stage7_voices",
+        "walks",
+        "walks_2s",
+        "twins",
+        "twins_2_3",
+        "mixed",
+        "voices",
     }
-    assert stages["stage3_walks"].output == stages["stage3_walks_2s"].output  # one run, resumed with more data
-    assert stages["stage3_walks"].trainable == stages["stage4_twins"].trainable == "base"
-    assert stages["stage6_mixed"].trainable == "all" and stages["stage7_voices"].trainable == "audio"
-    assert stages["stage4_twins"].i2v_share == stages["stage5_twins_2_3"].i2v_share == 1.0  # silent twins
+    assert stages["walks"].output == stages["walks_2s"].output  # one run, resumed with more data
+    assert stages["walks"].trainable == stages["twins"].trainable == "base"
+    assert stages["mixed"].trainable == "all" and stages["voices"].trainable == "audio"
+    assert stages["twins"].i2v_share == stages["twins_2_3"].i2v_share == 1.0  # silent twins
     assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
     assert stages["vae"].mouth_weight > 0 and stages["stage1"].mouth_weight > 0
     assert stages["vae"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
@@ -338,7 +337,8 @@ def test_train_demo_recipe_runs_in_an_order_that_can_work():
         elif "multitalk.training.bundle" in words:
             bundled = words[words.index("multitalk.training.bundle") + 1]
     assert bundled == made[-1], "the bundle is not the last stage's result"
-    assert run == {p.name for p in (repo / "configs" / "demo").glob("*.yaml")}, "a demo config the recipe never runs"
+    recipe_files = {p.name for p in (repo / "configs" / "recipes" / "demo").glob("*.yaml")}
+    assert run == recipe_files, "a demo config the recipe never runs"
 
 
 def test_recipe_chain_vae_then_base_then_audio_stage_then_generate(tmp_path, data):

@@ -1,7 +1,7 @@
 """Does a trained model listen? Its flow-matching loss on the mouths with the true voices, with
 no audio, and with the voices rotated between the people.
 
-    python research/scripts/audio_use.py runs/demo/stage2/final --like configs/demo/stage2.yaml
+    python research/scripts/audio_use.py runs/demo/stage2/final --like configs/recipes/demo/05_stage2.yaml
 
 A model whose mouths follow the audio predicts the mouth cells of a training clip better with
 the true voices than with none (the "listens" gap), and better than with the voices handed to

@@ -137,7 +137,7 @@ def reference_markdown() -> str:
         "",
         "Every field of a `multitalk train` YAML file (`multitalk.training.TrainConfig`), generated from the",
         "comments beside the fields by `python -m multitalk.training.config > docs/training.md`. The demo",
-        "model's recipe (`configs/demo/`) shows them in use; `docs/demo-model.md` explains each step.",
+        "model's recipe (`configs/recipes/demo/`) shows them in use; `docs/demo-model.md` explains each step.",
         "",
         "| field | type | default | meaning |",
         "|---|---|---|---|",

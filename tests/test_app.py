@@ -228,3 +228,18 @@ def test_a_video_to_dub_goes_through_the_api(client, files, tmp_path):
         data={"request": json.dumps(body)},
     )
     assert both.status_code == 400 and "one of them" in both.json()["detail"]
+
+
+def test_a_job_the_server_died_under_twice_is_failed_not_resumed(tmp_path):
+    from multitalk.app.jobs import JobStore
+
+    store = JobStore(tmp_path)
+    job_id = store.create()
+    store.enqueue(job_id, {"prompt": "p"})
+    assert store.next_queued()["id"] == job_id  # running: the process dies here
+    store = JobStore(tmp_path)  # first restart: resumed
+    assert store.get(job_id)["state"] == "queued"
+    assert store.next_queued()["id"] == job_id  # and dies again
+    store = JobStore(tmp_path)
+    job = store.get(job_id)
+    assert job["state"] == "failed" and "2 times" in job["error"] and store.next_queued() is None

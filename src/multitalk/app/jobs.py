@@ -2,7 +2,8 @@
 
 A job's folder holds its inputs, the pipeline's work folder (finished clips) and the video.
 A job found ``running`` at start-up was interrupted: it goes back to the queue and the
-pipeline resumes it from its last finished clip.
+pipeline resumes it from its last finished clip — once. A job the process died under twice (out of
+memory, killed) is marked failed with the reason, so it cannot take the server down at every start.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     request TEXT NOT NULL,
     progress TEXT NOT NULL DEFAULT '{}',
     error TEXT,
-    cancel INTEGER NOT NULL DEFAULT 0
+    cancel INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0
 )
 """
+MAX_CRASHES = 2
 
 
 class JobStore:
@@ -42,7 +45,20 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
-        with self._lock:  # whatever was running when the last process died goes back in line
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "crashes" not in columns:  # a queue written by an older version
+            self._db.execute("ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+        with self._lock:  # whatever was running when the last process died: back in line, or failed
+            self._db.execute("UPDATE jobs SET crashes=crashes+1 WHERE state='running'")
+            self._db.execute(
+                "UPDATE jobs SET state='failed', finished=?, error=? WHERE state='running' AND crashes>=?",
+                (
+                    time.time(),
+                    f"the server stopped {MAX_CRASHES} times while running this job (out of memory or "
+                    "killed?); it is not resumed again — submit it with fewer frames or steps",
+                    MAX_CRASHES,
+                ),
+            )
             self._db.execute("UPDATE jobs SET state='queued' WHERE state='running'")
 
     def folder(self, job_id: str) -> Path:

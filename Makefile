@@ -59,7 +59,7 @@ train-demo: venv
 	$(MT) train configs/recipes/demo/09_twins_2_3.yaml --resume
 	$(MT) train configs/recipes/demo/10_mixed.yaml --resume
 	$(MT) train configs/recipes/demo/11_voices.yaml --resume
-	$(PY) -m multitalk.training.bundle runs/demo/stage7/final src/multitalk/demo_model --sampling $(DEMO_SAMPLING)
+	$(PY) -m multitalk.training.bundle runs/demo/stage7/final src/multitalk/demo_model --sampling $(DEMO_SAMPLING) --version 2026.12.0
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -18,6 +18,11 @@ def test_bundled_model_is_the_default_and_slim():
     assert folder_size(DEMO_MODEL) < 40e6
     sampling = model_sampling(DEMO_MODEL)
     assert sampling["num_frames"] == 501 and sampling["motion_frames"] == 5 and sampling["fit_clips"]
+    import json
+
+    index = json.loads((DEMO_MODEL / "model_index.json").read_text())
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert index["model_version"] and f"Demo model {index['model_version']}" in changelog  # versioned, documented
 
 
 def test_duet_example_renders_with_the_bundled_model(tmp_path, monkeypatch):

@@ -95,6 +95,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         sampling: dict | None = None,
         processing: dict | None = None,
         variant: str = "multitalk",
+        model_version: str | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -112,6 +113,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         # negative_prompt: what no --negative-prompt means for this model (MultiTalk: its English default)
         # sampling: the settings this model was made for (a small demo model wants short clips, few steps)
         # processing: how pixels and prompts reach the model and frames come back (processing.py)
+        # model_version: a bundled model's version (CHANGELOG.md), None for others
         # variant: the clip scheme the audio weights were trained for (VARIANTS); the files cannot tell
         check_sampling(sampling)
         self.set_variant(variant)
@@ -124,6 +126,7 @@ class MultiTalkPipeline(DiffusionPipeline):
             negative_prompt=negative_prompt,
             sampling=dict(sampling or {}),
             processing=self.processing.to_config(),
+            model_version=model_version,
         )
         self.vae_scale_temporal = 2 ** sum(vae.config.temperal_downsample)
         self.vae_scale_spatial = 2 ** len(vae.config.temperal_downsample)

@@ -29,7 +29,11 @@ def folder_size(path: Path) -> int:
 
 
 def bundle(
-    source: str | Path, target: str | Path, sampling: dict | None = None, transformer_dtype: torch.dtype = torch.float16
+    source: str | Path,
+    target: str | Path,
+    sampling: dict | None = None,
+    transformer_dtype: torch.dtype = torch.float16,
+    version: str | None = None,
 ) -> Path:
     """Write the slim folder at ``target`` (replaced whole, never left half-written)."""
     from transformers import AutoModel
@@ -42,6 +46,8 @@ def bundle(
         raise ValueError(f"{source} does not use the installed MiniLM text encoder; only such models can be slimmed")
     if sampling:
         pipe.register_to_config(sampling={**pipe.config.sampling, **sampling})
+    if version:  # the bundle's version, as CHANGELOG.md names it
+        pipe.register_to_config(model_version=version)
     pipe.transformer.to(transformer_dtype)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="trained pipeline folder (e.g. runs/demo/stage2/final)")
     parser.add_argument("target", help="slim folder to write (e.g. src/multitalk/demo_model)")
     parser.add_argument("--sampling", type=json.loads, default=None, help="sampling settings as JSON")
+    parser.add_argument("--version", help="the bundle's version (model_version in model_index.json)")
     args = parser.parse_args(argv)
-    target = bundle(args.source, args.target, args.sampling)
+    target = bundle(args.source, args.target, args.sampling, version=args.version)
     print(f"wrote {target}: {folder_size(target) / 1e6:.1f} MB")
     return 0
 

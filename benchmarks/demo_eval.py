@@ -79,7 +79,7 @@ def resolve_sampling(pipe, args: argparse.Namespace) -> None:
         shift=args.shift,
     )
     args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
-    args.shift = chosen["shift"]
+    args.shift = chosen["shift"] if chosen["shift"] is not None else 7.0  # the official 480p default
     args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
     if args.trained_frames is not None:
         pipe.transformer.set_trained_frames(args.trained_frames or None)

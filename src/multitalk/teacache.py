@@ -26,7 +26,7 @@ COEFFICIENTS = {
     "480": [2.57151496e5, -3.54229917e4, 1.40286849e3, -1.35890334e1, 1.32517977e-1],
     "720": [8.10705460e3, 2.13393892e3, -3.72934672e2, 1.66203073e1, -4.17769401e-2],
 }
-HOOK_HEAD, HOOK_BLOCK = "teacache_head", "teacache_block"
+HOOK = "teacache"
 
 
 @dataclass
@@ -78,49 +78,28 @@ class _State(BaseState):
         self.skipping = False
 
 
-class _HeadHook(ModelHook):
-    """On the first block: follow the schedule; when skipping, the cached residual stands in for every block."""
+class _TeaCacheHook(ModelHook):
+    """On every block. The first follows the schedule: when it skips, the cached residual stands in for
+    all the blocks, and the others pass their input through. The last stores the blocks' residual."""
 
     _is_stateful = True
 
-    def __init__(self, state_manager: StateManager, config: TeaCacheConfig, is_tail: bool):
+    def __init__(self, state_manager: StateManager, config: TeaCacheConfig, is_head: bool, is_tail: bool):
         super().__init__()
-        self.state_manager, self.config, self.is_tail = state_manager, config, is_tail
+        self.state_manager, self.config, self.is_head, self.is_tail = state_manager, config, is_head, is_tail
 
     def new_forward(self, module, hidden_states, *args, **kwargs):
         state = self.state_manager.get_state()
-        step = self.state_manager.context.step_index
-        state.skipping = bool(
-            step is not None
-            and step < len(self.config.compute)
-            and not self.config.compute[step]
-            and state.residual is not None
-        )
-        if state.skipping:
-            return hidden_states + state.residual
-        state.entry = hidden_states
-        out = self.fn_ref.original_forward(hidden_states, *args, **kwargs)
-        if self.is_tail:
-            state.residual = out - state.entry
-        return out
-
-    def reset_state(self, module):
-        self.state_manager.reset()
-        return module
-
-
-class _BlockHook(ModelHook):
-    """On every other block: pass through while skipping; the last one stores the blocks' residual."""
-
-    _is_stateful = True
-
-    def __init__(self, state_manager: StateManager, is_tail: bool):
-        super().__init__()
-        self.state_manager, self.is_tail = state_manager, is_tail
-
-    def new_forward(self, module, hidden_states, *args, **kwargs):
-        state = self.state_manager.get_state()
-        if state.skipping:
+        if self.is_head:
+            step = self.state_manager.context.step_index
+            compute = self.config.compute
+            state.skipping = bool(
+                step is not None and step < len(compute) and not compute[step] and state.residual is not None
+            )
+            if state.skipping:
+                return hidden_states + state.residual
+            state.entry = hidden_states
+        elif state.skipping:
             return hidden_states
         out = self.fn_ref.original_forward(hidden_states, *args, **kwargs)
         if self.is_tail:
@@ -137,12 +116,8 @@ def apply_teacache(transformer, config: TeaCacheConfig) -> TeaCacheConfig:
     blocks = list(transformer.blocks)
     manager = StateManager(_State)
     for i, block in enumerate(blocks):
-        registry = HookRegistry.check_if_exists_or_initialize(block)
-        tail = i == len(blocks) - 1
-        if i == 0:
-            registry.register_hook(_HeadHook(manager, config, tail), HOOK_HEAD)
-        else:
-            registry.register_hook(_BlockHook(manager, tail), HOOK_BLOCK)
+        hook = _TeaCacheHook(manager, config, is_head=i == 0, is_tail=i == len(blocks) - 1)
+        HookRegistry.check_if_exists_or_initialize(block).register_hook(hook, HOOK)
     transformer._teacache = config
     return config
 
@@ -150,9 +125,8 @@ def apply_teacache(transformer, config: TeaCacheConfig) -> TeaCacheConfig:
 def remove_teacache(transformer) -> None:
     for block in transformer.blocks:
         registry = HookRegistry.check_if_exists_or_initialize(block)
-        for name in (HOOK_HEAD, HOOK_BLOCK):
-            if name in registry.hooks:
-                registry.remove_hook(name, recurse=False)
+        if HOOK in registry.hooks:
+            registry.remove_hook(HOOK, recurse=False)
     transformer._teacache = None
 
 
@@ -160,6 +134,5 @@ def reset_teacache(transformer) -> None:
     """Forget the cached residuals (a new clip starts from other latents)."""
     for block in transformer.blocks:
         registry = HookRegistry.check_if_exists_or_initialize(block)
-        for name in (HOOK_HEAD, HOOK_BLOCK):
-            if name in registry.hooks:
-                registry.hooks[name].reset_state(block)
+        if HOOK in registry.hooks:
+            registry.hooks[HOOK].reset_state(block)

@@ -175,38 +175,21 @@ def test_convert_writes_a_folder_that_loads_in_one_call_and_gives_the_same_frame
 ):
     root, _ = original
     out = tmp_path / "converted"
-    assert (
-        main(
-            [
-                "convert",
-                str(root / "Wan2.1-I2V-14B-480P"),
-                str(out),
-                "--audio-encoder",
-                str(root / "chinese-wav2vec2-base"),
-                "--dtype",
-                "float32",
-            ]
-        )
-        == 0
-    )
+    command = [
+        "convert",
+        str(root / "Wan2.1-I2V-14B-480P"),
+        str(out),
+        "--audio-encoder",
+        str(root / "chinese-wav2vec2-base"),
+    ]
+    assert main([*command, "--dtype", "float32"]) == 0
     again = load_pipeline(out)
     assert again.config.processing == pipe.config.processing and again.config.buckets == "multitalk-480"
     image, voices = request_inputs
     assert np.array_equal(
         again(image, voices, "two people talk", **SMALL).frames, pipe(image, voices, "two people talk", **SMALL).frames
     )
-    assert (
-        main(
-            [
-                "convert",
-                str(root / "Wan2.1-I2V-14B-480P"),
-                str(out),
-                "--audio-encoder",
-                str(root / "chinese-wav2vec2-base"),
-            ]
-        )
-        == 2
-    )  # never over an existing folder
+    assert main(command) == 2  # never over an existing folder
 
 
 def _copy_without_audio(original, target):

@@ -152,13 +152,10 @@ def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, devi
 
     ``state`` maps our key names to tensors or to :class:`TensorSource` (read only when placed).
     """
-    from accelerate.utils import set_module_tensor_to_device
-
     with init_empty_weights(include_buffers=False):
         model = MultiTalkTransformer3DModel(**settings)
     shapes = {k: (v.meta() if isinstance(v, TensorSource) else v) for k, v in state.items()}
     check_keys(model.state_dict(), shapes, "checkpoint does not match the model config")
-    keep = set(model._keep_in_fp32_modules or [])
     handles: dict[Path, Any] = {}  # one file open at a time, read in file order
     order = sorted(
         state, key=lambda k: (str(state[k].file), state[k].start) if isinstance(state[k], TensorSource) else ("", 0)
@@ -173,10 +170,7 @@ def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, devi
             tensor = value.read(handles[value.file])
         else:
             tensor = value
-        dtype = None
-        if tensor.is_floating_point():
-            dtype = torch.float32 if keep & set(key.split(".")) else (torch_dtype or tensor.dtype)
-        set_module_tensor_to_device(model, key, device, value=tensor, dtype=dtype)
+        place_tensor(model, key, tensor, torch_dtype, device)
         del tensor
     for handle in handles.values():
         handle.close()
@@ -185,6 +179,18 @@ def build_and_load(settings: dict[str, Any], state: dict, torch_dtype=None, devi
             module_name, _, leaf = name.rpartition(".")
             model.get_submodule(module_name)._buffers[leaf] = buffer.to(device)
     return model.eval()
+
+
+def place_tensor(model: torch.nn.Module, key: str, tensor: torch.Tensor, torch_dtype, device) -> None:
+    """Put one tensor into a meta-initialised model, cast on the way: floating tensors to ``torch_dtype``,
+    except in the modules the model keeps in float32 (``_keep_in_fp32_modules``), as ``from_pretrained``."""
+    from accelerate.utils import set_module_tensor_to_device
+
+    dtype = None
+    if tensor.is_floating_point():
+        keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+        dtype = torch.float32 if keep & set(key.split(".")) else (torch_dtype or tensor.dtype)
+    set_module_tensor_to_device(model, key, device, value=tensor, dtype=dtype)
 
 
 class TensorSource:

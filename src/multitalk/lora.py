@@ -44,8 +44,8 @@ def _our_name(name: str, ours: set[str]) -> str | None:
     """A LoRA target (Wan original or diffusers name, ``.weight``/``.bias``) -> our parameter name."""
     if name in ours:
         return name
-    if is_audio_key(name):  # our audio layers carry the official names
-        return name if name in ours else None
+    if is_audio_key(name):  # our audio layers carry the official names: not there, not anywhere
+        return None
     renamed = next(iter(convert_wan_transformer_to_diffusers({name: None})))
     return renamed if renamed in ours else None
 
@@ -120,11 +120,9 @@ def fuse_lora(transformer: torch.nn.Module, path: str | Path, scale: float = 1.0
     for target, entry in deltas.items():
         param = params[target]
         if entry[0] == "pair":
-            up, down = entry[1].float(), entry[2].float()
-            if (up.shape[0], down.shape[1]) != tuple(param.shape[:2]) or param.ndim != 2:
-                raise CheckpointError(
-                    f"{path}: {target} is {tuple(param.shape)}, the LoRA gives {(up.shape[0], down.shape[1])}"
-                )
+            given = (entry[1].shape[0], entry[2].shape[1])
+            if param.ndim != 2 or given != tuple(param.shape):
+                raise CheckpointError(f"{path}: {target} is {tuple(param.shape)}, the LoRA gives {given}")
     for target, entry in deltas.items():
         param = params[target]
         # as the official loader: the file's tensors in the weights' dtype first, the product in float32

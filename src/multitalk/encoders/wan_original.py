@@ -262,26 +262,11 @@ def clip_pixels(frame: torch.Tensor, size: int, mean=CLIP_MEAN, std=CLIP_STD) ->
 def assign(
     model: torch.nn.Module, state: dict[str, torch.Tensor], torch_dtype, device, what: str, skip: tuple[str, ...] = ()
 ) -> None:
-    """Put every tensor of ``state`` into the meta-initialised ``model``, one at a time."""
-    from accelerate.utils import set_module_tensor_to_device
+    """Put every tensor of ``state`` into the meta-initialised ``model``, one at a time, after one check
+    that names every missing, unexpected and misshapen key."""
+    from ..loading import check_keys, place_tensor
 
     expected = {k: v for k, v in model.state_dict().items() if k not in skip}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshapen = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or misshapen:
-        details = [
-            f"missing {missing[:6]}" if missing else "",
-            f"unexpected {unexpected[:6]}" if unexpected else "",
-            "wrong shapes "
-            + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in misshapen[:6])
-            if misshapen
-            else "",
-        ]
-        raise CheckpointError(f"{what} does not convert cleanly: " + "; ".join(d for d in details if d))
-    keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    check_keys(expected, state, f"{what} does not convert cleanly")
     for key, value in state.items():
-        dtype = None
-        if value.is_floating_point():
-            dtype = torch.float32 if keep & set(key.split(".")) else (torch_dtype or value.dtype)
-        set_module_tensor_to_device(model, key, device, value=value, dtype=dtype)
+        place_tensor(model, key, value, torch_dtype, device)

@@ -255,7 +255,7 @@ def test_an_inflated_image_vae_treats_a_clip_as_frames_on_their_own():
 def test_head_weights_cover_each_head_and_mouth_in_the_resized_frames(data):
     from multitalk.synthetic.dataset import load_scene_record
     from multitalk.training.data import sample_folders
-    from multitalk.training.heads import head_weights
+    from multitalk.training.regions import head_weights
     from multitalk.training.vae import load_heads
 
     folder = sample_folders(data, (1, 2))[0]
@@ -429,11 +429,9 @@ def test_cache_cuts_several_clips_with_motion_conditions_and_moving_boxes(tmp_pa
 
 
 def test_mouth_cells_mark_the_latent_cells_under_each_mouth(data):
-    from multitalk.synthetic import load_scene_record
-    from multitalk.training.heads import mouth_cells, scene_heads
+    from multitalk.training.regions import Regions, mouth_cells
 
-    scene = load_scene_record(data / "000001")["scene"]
-    heads = scene_heads(scene, 64)
+    heads = Regions.load(data / "000001").heads_at(64)
     cells = mouth_cells(heads, slice(8, 17), 64, (3, 8, 8))  # frames 8..16 -> latent frames (8), (9-12), (13-16)
     assert set(cells.unique().tolist()) == {0.0, 1.0} and cells.mean() < 0.25
     for t, frame in ((0, 8), (1, 10), (2, 16)):
@@ -476,14 +474,16 @@ def test_mouth_and_mover_weights_scale_the_loss_on_their_cells():
 
 def test_mover_cells_cover_a_walkers_path_and_nothing_else():
     from multitalk.synthetic import random_scene
-    from multitalk.training.heads import mover_cells, scene_tracks
+    from multitalk.synthetic.dataset import scene_regions
+    from multitalk.training.regions import Regions, mover_cells
 
     scene = random_scene(3, 2, 4.0, "para", 128, 128, action="walk")
+    regions = Regions(**scene_regions(scene))
     (walk,) = scene.actions
     middle = int((walk.start + walk.end) / 2 * scene.fps)
     frames = slice(middle - 8, middle + 9)  # 17 frames inside the walk -> 5 latent frames
-    cells = mover_cells(scene, frames, 64, (5, 8, 8))
-    _, body, radii = scene_tracks(scene, 64)
+    cells = mover_cells(regions, frames, 64, (5, 8, 8))
+    _, body, radii = regions.at_size(64)
     walker, other = body[frames, walk.person, 0], body[frames, 1 - walk.person, 0]
     assert cells.eq(cells[:1]).all()  # the whole path, in every latent frame
     columns = cells[0].amax(0)  # 8: a column holds some of the path
@@ -491,7 +491,7 @@ def test_mover_cells_cover_a_walkers_path_and_nothing_else():
     assert columns[int(other[0]) // 8] == 0  # the one standing (swaying a little) is no mover
     assert cells[0, 0].sum() == 0 and cells[0, -1].amax() == 1  # from above the head down to the bottom
     still = random_scene(3, 2, 4.0, "para", 128, 128, action=None)
-    assert mover_cells(still, frames, 64, (5, 8, 8)).eq(0).all()
+    assert mover_cells(Regions(**scene_regions(still)), frames, 64, (5, 8, 8)).eq(0).all()
     assert mover_cells(None, frames, 64, (5, 8, 8)).eq(0).all()
 
 

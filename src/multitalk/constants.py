@@ -4,3 +4,4 @@ audio windows assume, and the flow-matching time scale of Wan's scheduler."""
 SAMPLE_RATE = 16000  # Hz: every waveform inside the package
 FPS = 25  # video frames per second: the audio windows and the official clips assume it
 NUM_TRAIN_TIMESTEPS = 1000
+REGIONS_FILE = "regions.npz"  # per sample: where the people, heads and mouths are (training/regions.py reads it)

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..synthetic.render import MOUTH_RX, mouth_half_height
+from ..synthetic.render import MOUTH_BOX, MOUTH_RX, mouth_half_height
 from ..synthetic.scene import MOUTH_COLOR, Scene
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 SILENT = 0.05  # a true opening below this is a closed mouth
 STILL = 0.15  # a measured opening below this counts as closed
 MOVING = 0.02  # an opening track with less spread than this does not move
-MOUTH_BOX = (0.5, 0.05, 0.82)  # where a mouth is read, in head radii: half width, then top and bottom below the centre
 
 
 def pearson(a: np.ndarray, b: np.ndarray, min_std: float = MOVING) -> float:

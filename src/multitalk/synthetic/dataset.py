@@ -6,6 +6,7 @@ A sample folder is self-describing and ready to feed ``multitalk generate``:
     frame0.png       the reference image (frame 0)
     person1.wav ...  one 16 kHz track per person
     scene.json       the scene spec, boxes, and the true mouth opening per person and frame
+    regions.npz      where every head, body and mouth is in every frame (training/regions.py: loss weights)
     input.json       the official MultiTalk input format (prompt, cond_image, cond_audio, bbox)
 """
 
@@ -19,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..constants import REGIONS_FILE
 from ..media import atomic_output, write_image, write_video, write_wav
-from .render import mouth_openings, render
+from .render import MOUTH_BOX, mouth_openings, render
 from .scene import Scene, random_scene
 from .speech import conversation
 
@@ -82,6 +84,25 @@ def official_input(sample: Sample) -> dict:
     return record
 
 
+def scene_regions(scene: Scene) -> dict[str, np.ndarray]:
+    """The scene's geometry per frame, in the layout of ``regions.npz`` (``training/regions.py``), so
+    training weighs heads, mouths and walkers without knowing how the world is drawn."""
+    head, body = scene.tracks()
+    return {
+        "size": np.array([scene.width, scene.height]),
+        "heads": head,
+        "bodies": body,
+        "radii": scene.radii(),
+        "boxes": np.array([scene.bboxes(f) for f in range(scene.num_frames)], np.int64),
+        "mouth_box": np.array(MOUTH_BOX),
+    }
+
+
+def write_regions(scene: Scene, folder: Path) -> None:
+    with atomic_output(folder / REGIONS_FILE) as tmp:
+        np.savez(tmp, **scene_regions(scene))
+
+
 def _write_json(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=1)
     # keep number lists (boxes, opening tracks) on one line each
@@ -102,6 +123,7 @@ def write_sample(sample: Sample, folder: str | Path, with_video: bool = True) ->
     if with_video:
         write_video(folder / "video.mp4", sample.video, sample.scene.fps, audio=sample.mix)
     _write_json(folder / "input.json", official_input(sample))
+    write_regions(sample.scene, folder)
     _write_json(folder / "scene.json", scene_record(sample))
     return folder
 
@@ -158,5 +180,7 @@ def write_dataset(
         if not (folder / "scene.json").is_file():
             scene = sample_scene(first_seed + k, people, seconds, size, speech=speech, action=action)
             write_sample(make_sample(scene), folder, with_video)
+        elif not (folder / REGIONS_FILE).is_file():  # a folder written before samples carried their regions
+            write_regions(load_scene_record(folder)["scene"], folder)
         folders.append(folder)
     return folders

@@ -15,6 +15,7 @@ from .speech import FPS, loudness_envelope
 
 # Mouth geometry, in head radii: centre below the head centre, half-width, half-height range.
 MOUTH_Y, MOUTH_RX, MOUTH_RY_CLOSED, MOUTH_RY_OPEN = 0.45, 0.38, 0.04, 0.30
+MOUTH_BOX = (0.5, 0.05, 0.82)  # where a mouth is read, in head radii: half width, then top and bottom below the centre
 EYE_X, EYE_Y, EYE_R = 0.38, -0.2, 0.13
 BLINK_SECONDS = 0.12
 SPEECH_LEVEL = 0.08  # RMS at which a mouth is fully open

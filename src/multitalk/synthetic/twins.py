@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .dataset import make_sample, write_sample
+from ..constants import REGIONS_FILE
+from .dataset import make_sample, write_regions, write_sample
 from .scene import Scene, describe, random_scene
 
 FIRST_SEED = 30_000  # apart from the demo's data (0-399), the walking sets (10000-10299, 20000-20299) and held-out
@@ -62,6 +63,8 @@ def write_twins(
             folder = out / f"{scene.seed:06d}_{k}"
             if not (folder / "scene.json").is_file():
                 write_sample(make_sample(version), folder, with_video)
+            elif not (folder / REGIONS_FILE).is_file():  # written before samples carried their regions
+                write_regions(version, folder)
             folders.append(folder)
         bar.update(1)
     bar.close()

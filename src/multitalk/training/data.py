@@ -26,9 +26,8 @@ from ..conditioning.people import (
 from ..errors import MultiTalkInputError
 from ..media import atomic_output, read_audio, read_video
 from ..models.audio_adapter import frame_windows
-from ..synthetic.dataset import load_scene_record
 from .digest import encoder_digest, weights_digest
-from .heads import mouth_cells, mover_cells, scene_heads
+from .regions import Regions, mouth_cells, mover_cells
 
 EMPTY_PROMPT = "empty_prompt.safetensors"
 CACHE_LAYOUT = 3  # the tensors each clip file holds (2: + "mouths", the latent cells holding a mouth;
@@ -91,8 +90,8 @@ def encode_sample(
     voices = combine_voices([read_audio(path) for path in spec["audio"]], spec["audio_type"])
     features = [pipe.encode_audio(v) for v in voices]
     text = pipe.encode_prompt([spec["prompt"]])[0].float()
-    scene = (folder / "scene.json").is_file() and load_scene_record(folder)["scene"]
-    heads = scene_heads(scene, size) if scene else None
+    regions = Regions.load(folder)
+    heads = regions.heads_at(size) if regions else None
     if video.shape[0] < frames:
         return []
     items = []
@@ -100,8 +99,8 @@ def encode_sample(
         clip = resize_and_center_crop_frames(video[start : start + frames], (size, size))  # 3, F, S, S
         latents = pipe.vae_encode(clip[None])[0].float()
         audio = torch.stack([frame_windows(f, start, start + frames) for f in features])  # P, F, window, L, C
-        # a synthetic sample knows where everyone is at the clip's start; otherwise input.json's boxes hold
-        boxes = scene.bboxes(start) if scene and start else spec["bboxes"]
+        # a sample with regions says where everyone is at the clip's start; otherwise input.json's boxes hold
+        boxes = regions.bboxes(start) if regions and start else spec["bboxes"]
         with warnings.catch_warnings():  # people crossing (swaps) overlap for a while: expected here
             warnings.simplefilter("ignore")
             masks = person_masks(len(voices), *video.shape[1:3], boxes)
@@ -114,7 +113,7 @@ def encode_sample(
             "text": text,
             "masks": grid_masks,
             "mouths": mouth_cells(heads, slice(start, start + frames), size, latents.shape[1:]),
-            "movers": mover_cells(scene or None, slice(start, start + frames), size, latents.shape[1:]),
+            "movers": mover_cells(regions, slice(start, start + frames), size, latents.shape[1:]),
         }
         if motion_frames:
             item["condition_motion"] = pipe.encode_condition(clip[:, :motion_frames], frames)[0][0]

@@ -15,7 +15,7 @@ small instead of at std 1 (``posterior_std_init``; with a KL weight of 1e-6 noth
 it up), and a loss term on each pixel's colour minus its grey (``chroma_weight``).
 Mouths are a few pixels at 64 px: ``face_weight`` weighs the pixels of every head that much
 more, and ``mouth_weight`` those of the box where the sync metric reads each mouth
-(evaluation/sync.py; see heads.py) — with faces alone the reconstructed mouths stayed faint.
+(its ``regions.npz``; see regions.py) — with faces alone the reconstructed mouths stayed faint.
 Single frames (``frames: 1``) are ~3× cheaper per step than 9-frame clips, so the recipe
 first trains on images, then on clips from that checkpoint — *inflated* first
 (``vae_inflate``, ``inflate_to_video``): a causal VAE trained on single frames has only ever
@@ -41,7 +41,7 @@ from ..errors import MultiTalkInputError
 from ..media import read_video
 from .config import TrainConfig
 from .digest import weights_digest
-from .heads import head_weights, scene_heads
+from .regions import Regions, head_weights
 from .trainer import TrainingLoop
 
 
@@ -58,15 +58,13 @@ def load_frames(root: str | Path, size: int, people: tuple[int, int]) -> list[np
     return videos
 
 
-def load_heads(root: str | Path, size: int, people: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Per sample video (as ``load_frames``): its heads in the resized frames (``scene_heads``), from
-    the synthetic world's ``scene.json`` (None without one)."""
-    from ..synthetic.dataset import load_scene_record
+def load_heads(root: str | Path, size: int, people: tuple[int, int]) -> list[tuple | None]:
+    """Per sample video (as ``load_frames``): its heads in the resized frames (``Regions.heads_at``), from
+    the sample's ``regions.npz`` (None without one)."""
     from .data import sample_folders
 
     return [
-        scene_heads(load_scene_record(folder)["scene"], size) if (folder / "scene.json").is_file() else None
-        for folder in sample_folders(root, people)
+        regions.heads_at(size) if (regions := Regions.load(folder)) else None for folder in sample_folders(root, people)
     ]
 
 

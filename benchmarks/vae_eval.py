@@ -52,8 +52,8 @@ def load(path: Path, like: Path | None) -> AutoencoderKLWan:
         raise SystemExit(f"{path} has no config.json; pass --like CONFIG.yaml (or a VAE folder) for its shape")
     if like.suffix in (".yaml", ".yml"):  # the run's config: a new VAE of its shape, or the VAE it started from
         config = load_config(like)
-        like = Path(config.init) if Path(config.init).is_dir() else None
-        vae = new_vae(config.vae_base_dim, config.vae_residual) if like is None else None
+        like = Path(config.init.model) if Path(config.init.model).is_dir() else None
+        vae = new_vae(config.vae.base_dim, config.vae.residual) if like is None else None
     if like is not None:
         vae = AutoencoderKLWan.from_config(AutoencoderKLWan.load_config(like))
     vae.load_state_dict(load_file(path / "model.safetensors"))

@@ -11,6 +11,7 @@ from multitalk.cli import main
 from multitalk.errors import MultiTalkError, MultiTalkInputError
 from multitalk.synthetic import write_dataset
 from multitalk.training import TrainConfig, Trainer, flow_matching_loss
+from multitalk.training.config import DataConfig
 from multitalk.training.trainer import batch_kind
 
 
@@ -19,6 +20,20 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     write_dataset(root, 4, (1, 2), 1.0, 64, progress=False)
     return root
+
+
+def nested(**flat) -> TrainConfig:
+    """A config from field names alone (``lr=…``, ``vae_base_dim=…``), each put in its section."""
+    from multitalk.training.config import FLAT_NAMES
+
+    sections: dict = {}
+    for name, value in flat.items():
+        if name in FLAT_NAMES:
+            section, key = FLAT_NAMES[name]
+            sections.setdefault(section, {})[key] = value
+        else:
+            sections[name] = value
+    return TrainConfig.from_dict(sections)
 
 
 def config(tmp_path, data, **changes):
@@ -35,7 +50,7 @@ def config(tmp_path, data, **changes):
         checkpoint_every=3,
         log_every=3,
     )
-    return TrainConfig(**{**settings, **changes})
+    return nested(**{**settings, **changes})
 
 
 def fixed_loss(trainer):
@@ -99,11 +114,11 @@ def test_image_dropout_withholds_the_given_frames(tmp_path, data, monkeypatch, i
     Trainer(config(tmp_path, data, steps=3, image_dropout=image_dropout), progress=False).run()
     assert len(given) == 3 and all((g == 0) == (image_dropout == 1.0) for g in given)
     with pytest.raises(MultiTalkInputError, match="image_dropout"):
-        TrainConfig(output="x", data="y", image_dropout=1.5)
+        nested(output="x", data="y", image_dropout=1.5)
 
 
 def test_zero_audio_batches_come_at_the_configured_rate(tmp_path, data):
-    settings = TrainConfig(output="x", data="y", i2v_share=0.3, audio_dropout=0.1)
+    settings = nested(output="x", data="y", i2v_share=0.3, audio_dropout=0.1)
     rng = np.random.default_rng(0)
     kinds = [batch_kind(rng, settings) for _ in range(4000)]
     assert abs(kinds.count("i2v") / 4000 - 0.3) < 0.03
@@ -140,9 +155,23 @@ def test_train_cli_and_bad_config(tmp_path, data, capsys):
     path.write_text(yaml.safe_dump({**config(tmp_path, data, steps=2).to_dict()}))
     assert main(["train", str(path), "--quiet"]) == 0
     assert "trained to step 2" in capsys.readouterr().out
-    path.write_text(yaml.safe_dump({"output": "x", "data": "y", "learning_rate": 1}))
+    path.write_text(yaml.safe_dump({"output": "x", "data": {"folders": "y"}, "optim": {"learning_rate": 1}}))
     assert main(["train", str(path)]) == 2
-    assert "unknown keys" in capsys.readouterr().err
+    assert "unknown keys in `optim:` ['learning_rate']" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump({"output": "x", "data": {"folders": "y"}, "lr": 1}))
+    assert main(["train", str(path)]) == 2
+    assert "move lr -> optim.lr" in capsys.readouterr().err
+
+
+def test_a_flat_config_of_the_old_layout_still_loads_with_a_warning(tmp_path):
+    from multitalk.training import load_config
+
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"output": "x", "data": "y", "lr": 0.5, "vae": "v", "stage": "dit", "steps": 3}))
+    with pytest.warns(FutureWarning, match="lr -> optim.lr"):
+        old = load_config(path)
+    assert (old.data.folders, old.optim.lr, old.init.vae, old.schedule.steps) == ("y", 0.5, "v", 3)
+    assert load_config(path, **{"schedule.steps": 7}).schedule.steps == 7
 
 
 def test_vae_stage_trains_and_records_latent_statistics(tmp_path, data):
@@ -198,9 +227,11 @@ def test_vae_decoder_only_training_keeps_the_encoder_and_so_the_latents(tmp_path
     assert tuned.config.latents_mean == start.config.latents_mean  # same encoder, same statistics
     assert encoder_digest(tuned) == encoder_digest(start)  # so a clip cache made with either fits both
     with pytest.raises(MultiTalkInputError, match="for the dit stage"):
-        TrainConfig(output="x", data="y", trainable="decoder")
-    with pytest.raises(MultiTalkInputError, match="vae_inflate needs"):
-        TrainConfig(output="x", data="y", stage="vae", init="new", vae_inflate=True)
+        nested(output="x", data="y", trainable="decoder")
+    with pytest.raises(MultiTalkInputError, match="vae.inflate needs"):
+        nested(output="x", data="y", stage="vae", init="new", vae_inflate=True)
+    with pytest.raises(MultiTalkInputError, match="belongs to `stage: vae` only"):
+        TrainConfig.from_dict({"output": "x", "data": {"folders": "y"}, "vae": {"base_dim": 4}})
 
 
 def test_new_vae_starts_with_the_posterior_noise_asked_for():
@@ -297,16 +328,19 @@ def test_demo_recipe_configs_are_valid():
         "voices",
     }
     assert stages["walks"].output == stages["walks_2s"].output  # one run, resumed with more data
-    assert stages["walks"].trainable == stages["twins"].trainable == "base"
-    assert stages["mixed"].trainable == "all" and stages["voices"].trainable == "audio"
-    assert stages["twins"].i2v_share == stages["twins_2_3"].i2v_share == 1.0  # silent twins
-    assert stages["vae_image"].frames == 1 and stages["vae"].init == stages["vae_image"].output + "/final"
-    assert stages["vae"].mouth_weight > 0 and stages["stage1"].mouth_weight > 0
-    assert stages["vae"].output + "/final" == stages["base"].vae and stages["base"].trainable == "all"
-    assert stages["stage1"].people == [1, 1] and stages["stage2"].people[0] >= 2
-    assert stages["stage1"].trainable == stages["stage2"].trainable == "audio"
+    assert stages["walks"].init.trainable == stages["twins"].init.trainable == "base"
+    assert stages["mixed"].init.trainable == "all" and stages["voices"].init.trainable == "audio"
+    assert stages["twins"].loss.i2v_share == stages["twins_2_3"].loss.i2v_share == 1.0  # silent twins
+    assert stages["vae_image"].data.frames == 1 and stages["vae"].init.model == stages["vae_image"].output + "/final"
+    assert stages["vae"].loss.mouth_weight > 0 and stages["stage1"].loss.mouth_weight > 0
+    assert stages["vae"].output + "/final" == stages["base"].init.vae and stages["base"].init.trainable == "all"
+    assert stages["stage1"].data.people == [1, 1] and stages["stage2"].data.people[0] >= 2
+    assert stages["stage1"].init.trainable == stages["stage2"].init.trainable == "audio"
     dit = [stages[name] for name in ("base", "stage1", "stage2")]  # one shared cache: the same clips for all
-    assert len({(c.cache, c.frames, c.size, c.clips_per_sample, c.motion_frames) for c in dit}) == 1
+    assert (
+        len({(c.data.cache, c.data.frames, c.data.size, c.data.clips_per_sample, c.data.motion_frames) for c in dit})
+        == 1
+    )
 
 
 def test_train_demo_recipe_runs_in_an_order_that_can_work():
@@ -328,9 +362,9 @@ def test_train_demo_recipe_runs_in_an_order_that_can_work():
             path = words[words.index("train") + 1]
             config = load_config(repo / path)
             run.add(Path(path).name)
-            folders = config.data if isinstance(config.data, list) else [config.data]
+            folders = config.data.folders if isinstance(config.data.folders, list) else [config.data.folders]
             assert {str(f) for f in folders} <= data, f"{path} reads data no earlier line writes"
-            for source in (config.init, config.vae):
+            for source in (config.init.model, config.init.vae):
                 if source and str(source).startswith("runs/"):
                     assert f"{source}" in made, f"{path} starts from {source}, which no earlier stage makes"
             made.append(f"{config.output}/final")
@@ -571,17 +605,19 @@ def test_data_may_mix_several_folders_but_not_two_samples_of_one_name(tmp_path, 
     shutil.copytree(other / "extra", other / mixed[0].name)
     with pytest.raises(MultiTalkInputError, match="rename one"):
         sample_folders([data, other], (1, 2))
-    with pytest.raises(MultiTalkInputError, match="data must be a folder or a list"):
+    with pytest.raises(MultiTalkInputError, match="data.folders must be a folder or a list"):
         config(tmp_path, [])
-    assert TrainConfig(output="x", data=[data, other]).data == [data, other]  # paths, as the Python API passes them
+    given = TrainConfig(output="x", data=DataConfig(folders=[data, other]))
+    assert given.data.folders == [data, other]  # paths, as the Python API passes them
 
 
 def test_the_training_reference_matches_the_config():
     """docs/training.md is generated from TrainConfig's field comments: regenerate it when a field changes."""
     from dataclasses import fields
 
-    from multitalk.training.config import TrainConfig, reference_markdown
+    from multitalk.training.config import SECTIONS, TrainConfig, reference_markdown
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
     assert doc == reference_markdown(), "run: python -m multitalk.training.config > docs/training.md"
-    assert doc.count("\n| `") == len(fields(TrainConfig))
+    count = len(fields(TrainConfig)) - len(SECTIONS) + sum(len(fields(kind)) for kind in SECTIONS.values())
+    assert doc.count("\n| `") == count

@@ -103,19 +103,19 @@ def cached_clips(
     """The clips of the stage config ``like`` (its cache, or ``cache``), checked against ``pipe``'s VAE and
     encoders as training does (encoding what is missing), and the sample folder of each sample name."""
     config = load_config(like)
-    cache = cache or (Path(config.cache) if config.cache else Path(config.output) / "cache")
+    cache = cache or (Path(config.data.cache) if config.data.cache else Path(config.output) / "cache")
     files = build_cache(
         pipe,
-        config.data,
+        config.data.folders,
         cache,
-        config.frames,
-        config.size,
+        config.data.frames,
+        config.data.size,
         (1, 3),
         False,
-        config.clips_per_sample,
-        config.motion_frames,
+        config.data.clips_per_sample,
+        config.data.motion_frames,
     )
-    folders = {folder.name: folder for folder in sample_folders(config.data, (1, 3))}
+    folders = {folder.name: folder for folder in sample_folders(config.data.folders, (1, 3))}
     return config, files, CachedClips(files, cache), folders
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys  # noqa: E402
 import time
+from pathlib import Path as _Path  # noqa: E402
 
 import numpy as np
 import torch
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
 
 sys.path.insert(0, str(_Path(__file__).resolve().parents[2] / "benchmarks"))  # demo_eval's helpers
 from audio_use import SIGMAS, cached_clips, clip_arguments  # noqa: E402

@@ -547,11 +547,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import load_config, trainer_for
 
-    config = load_config(args.config, steps=args.steps, output=args.output, init=args.init)
+    config = load_config(args.config, **{"schedule.steps": args.steps, "output": args.output, "init.model": args.init})
     trainer = trainer_for(config, progress=not args.quiet)
     start = time.perf_counter()
     history = trainer.run(resume=args.resume)
-    done = [h["loss"] for h in history[-config.log_every :]]
+    done = [h["loss"] for h in history[-config.schedule.log_every :]]
     print(
         f"trained to step {trainer.step} in {time.perf_counter() - start:.1f} s; recent loss "
         f"{sum(done) / max(len(done), 1):.4f}; result in {Path(config.output) / 'final'}"

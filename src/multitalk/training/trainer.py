@@ -29,9 +29,9 @@ KINDS = ("audio", "i2v", "audio_dropout")
 def batch_kind(rng: np.random.Generator, config: TrainConfig) -> str:
     """audio+image->video, image->video (multi-task), or audio dropped for guidance."""
     draw = rng.random()
-    if draw < config.i2v_share:
+    if draw < config.loss.i2v_share:
         return "i2v"
-    if draw < config.i2v_share + (1 - config.i2v_share) * config.audio_dropout:
+    if draw < config.loss.i2v_share + (1 - config.loss.i2v_share) * config.loss.audio_dropout:
         return "audio_dropout"
     return "audio"
 
@@ -108,13 +108,13 @@ class TrainingLoop:
         self.config, self.progress = config, progress
         self.output = Path(config.output)
         try:
-            self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+            self.accelerator = Accelerator(mixed_precision=config.optim.mixed_precision)
         except ValueError as err:  # accelerate keeps one state per process
             if "already been initialized" not in str(err):
                 raise
             raise MultiTalkError(
                 f"this process already trained with another mixed_precision than "
-                f"{config.mixed_precision!r}; run this config in its own process "
+                f"{config.optim.mixed_precision!r}; run this config in its own process "
                 "(`multitalk train` does)"
             ) from None
         set_seed(config.seed)
@@ -126,7 +126,7 @@ class TrainingLoop:
     def _prepare(self, model, params) -> None:
         self.trainable_count = sum(p.numel() for p in params)
         self.total_count = sum(p.numel() for p in model.parameters())
-        optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
 
     def describe(self) -> str:
@@ -136,21 +136,21 @@ class TrainingLoop:
         if resume:
             self.load_latest()
         print(self.describe())
-        bar = tqdm(total=self.config.steps, initial=self.step, desc="training", disable=not self.progress)
+        bar = tqdm(total=self.config.schedule.steps, initial=self.step, desc="training", disable=not self.progress)
         start, first = time.perf_counter(), self.step
-        while self.step < self.config.steps:
+        while self.step < self.config.schedule.steps:
             loss, kind = self.train_step()
             self.history.append({"step": self.step, "loss": loss, "kind": kind})
             bar.update(1)
-            if self.step % self.config.log_every == 0:
-                recent = [h["loss"] for h in self.history[-self.config.log_every :]]
+            if self.step % self.config.schedule.log_every == 0:
+                recent = [h["loss"] for h in self.history[-self.config.schedule.log_every :]]
                 bar.set_postfix(
                     loss=f"{np.mean(recent):.4f}",
                     steps_per_s=f"{(self.step - first) / (time.perf_counter() - start):.2f}",
                 )
-            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+            if self.step % self.config.schedule.checkpoint_every == 0 or self.step == self.config.schedule.steps:
                 self.save_checkpoint()
-            if self.config.sample_every and self.step % self.config.sample_every == 0:
+            if self.config.schedule.sample_every and self.step % self.config.schedule.sample_every == 0:
                 self.write_sample()
         bar.close()
         self.save_final()
@@ -195,55 +195,55 @@ class Trainer(TrainingLoop):
         super().__init__(config, progress)
         self.pipe = self._initial_pipeline()
         model = self.pipe.transformer
-        if not Path(config.init).is_dir() or model.config.trained_frames is not None:
+        if not Path(config.init.model).is_dir() or model.config.trained_frames is not None:
             # a model started here knows the longest clips it was trained on, so that sampling longer
             # ones can squeeze time into that span (models/time_rope.py); others keep Wan's positions
-            model.set_trained_frames(max(model.config.trained_frames or 0, config.frames))
+            model.set_trained_frames(max(model.config.trained_frames or 0, config.data.frames))
         model.train()
         for name, param in model.named_parameters():
-            param.requires_grad_(config.trainable in ("all", "base"))
-        if config.trainable in ("audio", "base"):  # the audio layers alone, or everything but them
+            param.requires_grad_(config.init.trainable in ("all", "base"))
+        if config.init.trainable in ("audio", "base"):  # the audio layers alone, or everything but them
             for _, param in model.trainable_audio_parameters():
-                param.requires_grad_(config.trainable == "audio")
+                param.requires_grad_(config.init.trainable == "audio")
         self.digest = weights_digest(model, frozen_only=True)
         self._prepare(model, [p for p in model.parameters() if p.requires_grad])
-        cache = Path(config.cache) if config.cache else self.output / "cache"
+        cache = Path(config.data.cache) if config.data.cache else self.output / "cache"
         files = build_cache(
             self.pipe,
-            config.data,
+            config.data.folders,
             cache,
-            config.frames,
-            config.size,
-            tuple(config.people),
+            config.data.frames,
+            config.data.size,
+            tuple(config.data.people),
             progress,
-            config.clips_per_sample,
-            config.motion_frames,
+            config.data.clips_per_sample,
+            config.data.motion_frames,
         )
         self.clips = CachedClips(files, cache)
 
     def describe(self) -> str:
-        return f"{super().describe()} ({self.config.trainable}); {len(self.clips)} clips"
+        return f"{super().describe()} ({self.config.init.trainable}); {len(self.clips)} clips"
 
     def _initial_pipeline(self):
         from ..checkpoints import load_pipeline
         from ..processing import TRAINED_HERE
         from ..random_pipeline import random_pipeline
 
-        if Path(self.config.init).is_dir():
-            pipe = load_pipeline(self.config.init)
-            if self.config.vae:  # a model goes on with a retrained VAE: its latents are the ones to learn now
+        if Path(self.config.init.model).is_dir():
+            pipe = load_pipeline(self.config.init.model)
+            if self.config.init.vae:  # a model goes on with a retrained VAE: its latents are the ones to learn now
                 from diffusers import AutoencoderKLWan
 
-                pipe.vae = AutoencoderKLWan.from_pretrained(self.config.vae)
+                pipe.vae = AutoencoderKLWan.from_pretrained(self.config.init.vae)
             return pipe
         # a model made here samples the way its training clips were made (processing.TRAINED_HERE), with no
         # colour transfer: the official Lab correction is for the official weights
         return random_pipeline(
-            self.config.init,
+            self.config.init.model,
             seed=self.config.seed,
-            text_encoder=self.config.text_encoder,
-            buckets=[[self.config.size, self.config.size]],
-            vae=self.config.vae,
+            text_encoder=self.config.init.text_encoder,
+            buckets=[[self.config.data.size, self.config.data.size]],
+            vae=self.config.init.vae,
             processing=TRAINED_HERE.to_config(),
             sampling={"color_correction": 0.0},
         )
@@ -253,15 +253,17 @@ class Trainer(TrainingLoop):
     def train_step(self) -> tuple[float, str]:
         config = self.config
         kind = batch_kind(self.rng, config)
-        motion = self.rng.random() < config.motion_share
-        batch = self.clips.batch(self.rng, config.batch_size, motion=motion)
-        if config.image_dropout and self.rng.random() < config.image_dropout:  # nothing given: masks and latents 0
+        motion = self.rng.random() < config.loss.motion_share
+        batch = self.clips.batch(self.rng, config.optim.batch_size, motion=motion)
+        if (
+            config.loss.image_dropout and self.rng.random() < config.loss.image_dropout
+        ):  # nothing given: masks and latents 0
             batch["condition"] = torch.zeros_like(batch["condition"])
             batch["reference"] = torch.zeros_like(batch["reference"])
-        if self.rng.random() < config.text_dropout:
-            batch["text"] = self.clips.empty_text[None].expand(config.batch_size, -1, -1)
-        u = torch.rand(config.batch_size, generator=self.noise)
-        sigmas = config.shift * u / (1 + (config.shift - 1) * u)  # the sampler's shifted noise levels
+        if self.rng.random() < config.loss.text_dropout:
+            batch["text"] = self.clips.empty_text[None].expand(config.optim.batch_size, -1, -1)
+        u = torch.rand(config.optim.batch_size, generator=self.noise)
+        sigmas = config.loss.shift * u / (1 + (config.loss.shift - 1) * u)  # the sampler's shifted noise levels
         noise = torch.randn(batch["latents"].shape, generator=self.noise)
         device = self.accelerator.device
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -272,8 +274,8 @@ class Trainer(TrainingLoop):
                 sigmas.to(device),
                 noise.to(device),
                 kind == "audio",
-                config.mouth_weight,
-                config.mover_weight,
+                config.loss.mouth_weight,
+                config.loss.mover_weight,
             )
         self.accelerator.backward(loss)
         self.optimizer.step()
@@ -286,7 +288,7 @@ class Trainer(TrainingLoop):
         from ..media import read_audio, read_image, write_video
         from .data import read_sample_input, sample_folders
 
-        spec = read_sample_input(sample_folders(self.config.data, tuple(self.config.people))[0])
+        spec = read_sample_input(sample_folders(self.config.data.folders, tuple(self.config.data.people))[0])
         model = self.accelerator.unwrap_model(self.model)
         self.pipe.transformer = model.eval()
         try:
@@ -297,11 +299,11 @@ class Trainer(TrainingLoop):
                 audio_type=spec["audio_type"],
                 bboxes=spec["bboxes"],
                 mode="clip",
-                num_frames=self.config.frames,
-                num_inference_steps=self.config.sample_steps,
-                text_guidance=self.config.sample_text_guidance,
-                audio_guidance=self.config.sample_audio_guidance,
-                size=(self.config.size, self.config.size),
+                num_frames=self.config.data.frames,
+                num_inference_steps=self.config.schedule.sample_steps,
+                text_guidance=self.config.schedule.sample_text_guidance,
+                audio_guidance=self.config.schedule.sample_audio_guidance,
+                size=(self.config.data.size, self.config.data.size),
                 generator=torch.Generator().manual_seed(self.config.seed),
             )
         finally:

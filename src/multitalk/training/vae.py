@@ -10,20 +10,20 @@ Why the settings (measured on the demo data, docs/demo-model.md): Wan's VAE norm
 pixel's feature vector (RMS norm over channels), and from scratch it learns brightness first
 and colour very late — our first runs reconstructed grey scenes, so the people's colours,
 which binding needs, were gone. Three things helped, each a setting: the residual
-down/up-sampling of Wan2.2's VAE (``vae_residual``), a new VAE whose posterior noise starts
-small instead of at std 1 (``posterior_std_init``; with a KL weight of 1e-6 nothing pushes
-it up), and a loss term on each pixel's colour minus its grey (``chroma_weight``).
-Mouths are a few pixels at 64 px: ``face_weight`` weighs the pixels of every head that much
-more, and ``mouth_weight`` those of the box where the sync metric reads each mouth
+down/up-sampling of Wan2.2's VAE (``vae.residual``), a new VAE whose posterior noise starts
+small instead of at std 1 (``vae.posterior_std_init``; with a KL weight of 1e-6 nothing pushes
+it up), and a loss term on each pixel's colour minus its grey (``vae.chroma_weight``).
+Mouths are a few pixels at 64 px: ``vae.face_weight`` weighs the pixels of every head that much
+more, and ``loss.mouth_weight`` those of the box where the sync metric reads each mouth
 (its ``regions.npz``; see regions.py) — with faces alone the reconstructed mouths stayed faint.
 Single frames (``frames: 1``) are ~3× cheaper per step than 9-frame clips, so the recipe
 first trains on images, then on clips from that checkpoint — *inflated* first
-(``vae_inflate``, ``inflate_to_video``): a causal VAE trained on single frames has only ever
+(``vae.inflate``, ``inflate_to_video``): a causal VAE trained on single frames has only ever
 used the last time slice of its 3D kernels and never its temporal down/up-sampling, so those
 weights are still random. Started as they were, 1000 clip steps left the mouths of frames
 after the first nearly still (lip-sync of the reconstructions 0.28); inflated, the same VAE
 with no clip training at all reads 0.62 (research/findings/demo-model-history.md).
-With ``trainable: decoder`` the latents, and every DiT trained on them, stay.
+With ``init.trainable: decoder`` the latents, and every DiT trained on them, stay.
 """
 
 from __future__ import annotations
@@ -119,46 +119,50 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
 class VAETrainer(TrainingLoop):
     def __init__(self, config: TrainConfig, progress: bool = True):
         super().__init__(config, progress)
-        if config.vae_inflate and not Path(config.init).is_dir():
-            raise MultiTalkInputError(f"vae_inflate: the image VAE {config.init} is not there; train its stage first")
-        if Path(config.init).is_dir():
-            vae = AutoencoderKLWan.from_pretrained(config.init)
-            if config.vae_inflate:
+        if config.vae.inflate and not Path(config.init.model).is_dir():
+            raise MultiTalkInputError(
+                f"vae.inflate: the image VAE {config.init.model} is not there; train its stage first"
+            )
+        if Path(config.init.model).is_dir():
+            vae = AutoencoderKLWan.from_pretrained(config.init.model)
+            if config.vae.inflate:
                 inflate_to_video(vae)
         else:
-            vae = new_vae(config.vae_base_dim, config.vae_residual, config.posterior_std_init)
+            vae = new_vae(config.vae.base_dim, config.vae.residual, config.vae.posterior_std_init)
         vae.train()
-        if config.trainable == "decoder":  # the encoder, so the latent space, stays as it is
+        if config.init.trainable == "decoder":  # the encoder, so the latent space, stays as it is
             vae.encoder.requires_grad_(False)
             vae.quant_conv.requires_grad_(False)
             self.digest = weights_digest(vae, frozen_only=True)
-        self.videos = load_frames(config.data, config.size, tuple(config.people))
-        weighted = config.face_weight or config.mouth_weight
-        self.heads = load_heads(config.data, config.size, tuple(config.people)) if weighted else None
+        self.videos = load_frames(config.data.folders, config.data.size, tuple(config.data.people))
+        weighted = config.vae.face_weight or config.loss.mouth_weight
+        self.heads = load_heads(config.data.folders, config.data.size, tuple(config.data.people)) if weighted else None
         self._prepare(vae, [p for p in vae.parameters() if p.requires_grad])
 
     def describe(self) -> str:
-        return f"{super().describe()} (VAE, {self.config.trainable}); {len(self.videos)} videos"
+        return f"{super().describe()} (VAE, {self.config.init.trainable}); {len(self.videos)} videos"
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips ``B, 3, F, S, S`` in [-1, 1] and their per-pixel loss weights ``B, 1, F, S, S``."""
         clips, weights = [], []
-        for i in self.rng.integers(len(self.videos), size=self.config.batch_size):
+        for i in self.rng.integers(len(self.videos), size=self.config.optim.batch_size):
             video = self.videos[i]
-            start = int(self.rng.integers(video.shape[0] - self.config.frames + 1))
-            frames = slice(start, start + self.config.frames)
+            start = int(self.rng.integers(video.shape[0] - self.config.data.frames + 1))
+            frames = slice(start, start + self.config.data.frames)
             clips.append(torch.from_numpy(video[frames]))
             heads = self.heads[i] if self.heads else None
             weights.append(
                 torch.from_numpy(
-                    head_weights(heads, frames, self.config.size, self.config.face_weight, self.config.mouth_weight)
+                    head_weights(
+                        heads, frames, self.config.data.size, self.config.vae.face_weight, self.config.loss.mouth_weight
+                    )
                 )
             )
         x = torch.stack(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # B, F, S, S, 3 -> B, 3, F, S, S
         return x, torch.stack(weights)[:, None]
 
     def pixel_loss(self, recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return (weight * (recon - x) ** 2).mean() + self.config.chroma_weight * (
+        return (weight * (recon - x) ** 2).mean() + self.config.vae.chroma_weight * (
             weight * (chroma(recon) - chroma(x)) ** 2
         ).mean()
 
@@ -166,11 +170,11 @@ class VAETrainer(TrainingLoop):
         x, weight = (t.to(self.accelerator.device) for t in self._batch())
         config = self.config
         with self.accelerator.autocast():
-            with torch.set_grad_enabled(config.trainable == "all"):
+            with torch.set_grad_enabled(config.init.trainable == "all"):
                 posterior = self.model.encode(x).latent_dist
             noise = torch.randn(posterior.mean.shape, generator=self.noise).to(x.device)
             recon = self.model.decode(posterior.mean + posterior.std * noise).sample.float()
-            loss = self.pixel_loss(recon, x, weight) + config.kl_weight * posterior.kl().mean()
+            loss = self.pixel_loss(recon, x, weight) + config.vae.kl_weight * posterior.kl().mean()
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -183,7 +187,7 @@ class VAETrainer(TrainingLoop):
         rng = np.random.default_rng(12345)
         latents = []
         for i in rng.permutation(len(self.videos))[:32]:
-            clip = frames_from_uint8(self.videos[i][: self.config.frames])
+            clip = frames_from_uint8(self.videos[i][: self.config.data.frames])
             latents.append(vae.encode(clip[None].to(self.accelerator.device)).latent_dist.mode().cpu())
         stacked = torch.cat([z[0].flatten(1) for z in latents], dim=1)  # C, N
         vae.register_to_config(

@@ -39,7 +39,7 @@ bench: venv
 # between clips are where colours drift), fitted to the audio, the official guidance scales, 10 steps.
 MT := $(VENV)/bin/multitalk
 SYNTH := --people 1-3 --size 64
-DEMO_SAMPLING := '{"num_frames": 501, "motion_frames": 5, "steps": 10, "text_guidance": 5.0, "audio_guidance": 4.0, "shift": 3.0, "fit_clips": true}'
+DEMO_SAMPLING := '{"num_frames": 501, "motion_frames": 5, "num_inference_steps": 10, "text_guidance": 5.0, "audio_guidance": 4.0, "shift": 3.0, "fit_clips": true}'
 train-demo: venv
 	$(MT) synth --out data/demo --count 400 $(SYNTH) --seconds 5 --seed 0
 	$(MT) train configs/recipes/demo/01_vae_image.yaml --resume

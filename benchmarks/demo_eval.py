@@ -73,12 +73,16 @@ def resolve_sampling(pipe, args: argparse.Namespace) -> None:
         pipe.config.sampling,
         num_frames=args.frames,
         motion_frames=args.motion_frames,
-        steps=args.steps,
+        num_inference_steps=args.steps,
         text_guidance=args.text_guidance,
         audio_guidance=args.audio_guidance,
         shift=args.shift,
     )
-    args.frames, args.motion_frames, args.steps = chosen["num_frames"], chosen["motion_frames"], chosen["steps"]
+    args.frames, args.motion_frames, args.steps = (
+        chosen["num_frames"],
+        chosen["motion_frames"],
+        chosen["num_inference_steps"],
+    )
     args.shift = chosen["shift"] if chosen["shift"] is not None else 7.0  # the official 480p default
     args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
     if args.trained_frames is not None:

@@ -44,8 +44,8 @@ def main() -> None:
             request = {
                 "prompt": sample.scene.prompt,
                 "bboxes": sample.scene.bboxes(),
-                "steps": 4,
-                "frames": 9,
+                "num_inference_steps": 4,
+                "num_frames": 9,
                 "motion_frames": 3,
                 "mode": "streaming",
             }

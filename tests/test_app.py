@@ -18,7 +18,7 @@ from multitalk.media import probe, read_video, write_image, write_wav
 from multitalk.random_pipeline import random_pipeline
 from multitalk.synthetic import make_sample, random_scene
 
-FAST = {"steps": 2, "frames": 9, "motion_frames": 3, "mode": "streaming", "seed": 3}
+FAST = {"num_inference_steps": 2, "num_frames": 9, "motion_frames": 3, "mode": "streaming", "seed": 3}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,14 @@ def test_submit_poll_download(client, files, tmp_path):
     assert "multitalk" in client.get("/").text
 
 
+def test_the_previous_release_setting_names_still_work():
+    from multitalk.app.server import _parse_request, default_settings
+
+    spec = _parse_request(json.dumps({"prompt": "hi", "steps": 3, "frames": 9}), default_settings())
+    assert spec["settings"]["num_inference_steps"] == 3 and spec["settings"]["num_frames"] == 9
+    assert "steps" not in spec["settings"] and "frames" not in spec["settings"]
+
+
 @pytest.mark.parametrize(
     "kwargs, status, message",
     [
@@ -92,11 +100,12 @@ def test_submit_poll_download(client, files, tmp_path):
         (dict(audio=("empty.wav", "p2.wav")), 400, "empty"),
         (dict(request={"bboxes": [[0, 0, 30, 40]] * 3}), 400, "3 bboxes for 2"),
         (dict(request={"colour": "blue"}), 400, "unknown fields"),
-        (dict(request={"frames": 10}), 400, "4k+1"),
+        (dict(request={"num_frames": 10}), 400, "4k+1"),
         (dict(request={"prompt": ""}), 400, "prompt is required"),
         (dict(request={"prompt": 5}), 400, "must be a string"),
-        (dict(request={"steps": 1e9}), 400, "over the limit"),
-        (dict(request={"frames": 100001}), 400, "over the limit"),
+        (dict(request={"num_inference_steps": 1e9}), 400, "over the limit"),
+        (dict(request={"num_frames": 100001}), 400, "over the limit"),
+        (dict(request={"steps": 2, "num_inference_steps": 2}), 400, "num_inference_steps only"),
         (dict(request={"seed": 2**70}), 400, "seed must lie"),
         (dict(request={"shift": 0}), 400, "shift must be positive"),
         (dict(request={"text_guidance": "nan"}), 400, "finite"),
@@ -131,14 +140,14 @@ def test_token_guards_everything_but_health(tmp_path, model_dir, files):
 
 
 def test_cancel_stops_a_running_job(client, files):
-    job = client.post("/v1/jobs", **upload(files, {"steps": 200})).json()
+    job = client.post("/v1/jobs", **upload(files, {"num_inference_steps": 200})).json()
     wait(client, job["id"], states=("running",))
     assert client.delete(f"/v1/jobs/{job['id']}").json()["state"] in ("cancelling", "cancelled")
     assert wait(client, job["id"])["state"] == "cancelled"
     assert client.get(f"/v1/jobs/{job['id']}/video").status_code == 409
     assert client.delete(f"/v1/jobs/{job['id']}").json()["state"] == "deleted"  # an ended job: gone, files too
     assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
-    running = client.post("/v1/jobs", **upload(files, {"steps": 200})).json()
+    running = client.post("/v1/jobs", **upload(files, {"num_inference_steps": 200})).json()
     queued = client.post("/v1/jobs", **upload(files)).json()  # waits behind the running one
     wait(client, running["id"], states=("running",))
     assert client.delete(f"/v1/jobs/{queued['id']}").json()["state"] == "cancelled"
@@ -152,7 +161,7 @@ def test_sigkill_mid_job_then_restart_finishes_the_same_video(model_dir, files, 
     server, base = serve_in_background(model_dir, tmp_path / "data")
     port = base.rsplit(":", 1)[1]
     try:
-        request = {"steps": 4}
+        request = {"num_inference_steps": 4}
         killed = httpx.post(base + "/v1/jobs", **upload(files, request)).json()["id"]
         deadline = time.time() + 60
         while time.time() < deadline:  # wait until at least two clips are finished, then kill hard
@@ -197,7 +206,7 @@ def test_jobs_default_to_the_models_own_sampling_settings(tmp_path, model_dir, f
     app = create_app(tmp_path / "data", lambda: load_pipeline(model_dir), sampling={"num_frames": 5, "steps": 1})
     with TestClient(app) as client:
         defaults = client.get("/v1/settings").json()
-        assert defaults["frames"] == 5 and defaults["steps"] == 1 and defaults["motion_frames"] == 25
+        assert defaults["num_frames"] == 5 and defaults["num_inference_steps"] == 1 and defaults["motion_frames"] == 25
         request = upload(files)
         request["data"]["request"] = json.dumps({"prompt": "talk", "mode": "clip"})  # no settings given
         job = client.post("/v1/jobs", **request).json()

@@ -53,7 +53,7 @@ def test_page_generates_the_duet_example_and_plays_it(tmp_path):
             page.wait_for_function("document.querySelectorAll('#people .person').length === 2")
             page.wait_for_function("document.getElementById('prompt').value.length > 0")
             page.click("summary")
-            for field, value in {"steps": "2", "frames": "9", "motion_frames": "3"}.items():
+            for field, value in {"num_inference_steps": "2", "num_frames": "9", "motion_frames": "3"}.items():
                 page.fill(f"#{field}", value)
             page.click("#start")
             try:

@@ -29,6 +29,8 @@ FIELDS = [
     "steps",
     "seed",
     "frames",
+    "num_frames",
+    "num_inference_steps",
     "shift",
     "text_guidance",
     "audio_guidance",

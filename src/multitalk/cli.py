@@ -122,75 +122,21 @@ def _resolve(value: str, base: Path) -> Path:
 
 def read_request(args: argparse.Namespace, need_audio: bool = True, need_prompt: bool = True) -> dict:
     """The request from an official-format input JSON and/or flags (flags win)."""
-    from .conditioning.people import in_person_order
-
     request: dict = {"prompt": None, "image": None, "video": None, "audio": [], "bboxes": None, "audio_type": "para"}
     if args.input:
-        source = Path(args.input)
-        if not source.is_file():
-            raise MultiTalkInputError(f"input file not found: {source}")
-        if source.stat().st_size > MAX_JSON_BYTES:
-            raise MultiTalkInputError(
-                f"{source} is {source.stat().st_size} bytes; an input file is at most "
-                f"{MAX_JSON_BYTES // 1000} kB (it names files, it does not hold them)"
-            )
-        try:
-            data = json.loads(source.read_text())
-        except (ValueError, RecursionError) as err:
-            reason = "nested too deeply" if isinstance(err, RecursionError) else err
-            raise MultiTalkInputError(f"{source} is not valid JSON ({reason})") from None
-        if not isinstance(data, dict):
-            raise MultiTalkInputError(f"{source} must hold a JSON object with prompt, cond_image, cond_audio")
-        if "tts_audio" in data and "cond_audio" not in data:
-            raise MultiTalkInputError(
-                "tts_audio needs a text-to-speech model, which multitalk does not ship; "
-                "give recorded voices in cond_audio"
-            )
-        base = source.parent
-        audio = data.get("cond_audio") or {}
-        if not isinstance(audio, dict) or not all(isinstance(v, str) for v in audio.values()):
-            raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio file names")
-        for field in ("prompt", "cond_image", "cond_video", "audio_type"):
-            if field in data and data[field] is not None and not isinstance(data[field], str):
-                raise MultiTalkInputError(
-                    f"{field} must be a string, got {type(data[field]).__name__}: {str(data[field])[:40]}"
-                )
-        request["audio"] = [_resolve(str(path), base) for path in in_person_order(audio)]
-        if data.get("cond_image"):
-            request["image"] = _resolve(str(data["cond_image"]), base)
-        if data.get("cond_video"):  # InfiniteTalk's input: a video to dub, or an image
-            _set_reference(request, _resolve(str(data["cond_video"]), base))
-        request["prompt"] = data.get("prompt")
-        request["audio_type"] = data.get("audio_type", "para")
-        if "bbox" in data:
-            boxes = data["bbox"]
-            if not isinstance(boxes, dict):
-                raise MultiTalkInputError("bbox must map person1, person2, ... to [top, left, bottom, right]")
-            request["bboxes"] = in_person_order(boxes)
-            for i, box in enumerate(request["bboxes"]):
-                if (
-                    not isinstance(box, list)
-                    or len(box) != 4
-                    or not all(
-                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box
-                    )
-                ):
-                    raise MultiTalkInputError(
-                        f"bbox of person{i + 1} must be four numbers [top, left, bottom, "
-                        f"right] in pixels, got {str(box)[:60]}"
-                    )
+        request.update(_read_input_json(Path(args.input)))
+    flags = {
+        "audio": [Path(a) for a in args.audio or []],
+        "bboxes": args.bbox,
+        "audio_type": args.audio_type,
+    }
+    request.update({k: v for k, v in flags.items() if v})  # flags win
+    if args.prompt is not None:  # even an empty one
+        request["prompt"] = args.prompt
     if args.image:
         request["image"], request["video"] = Path(args.image), None
     if args.video:
         _set_reference(request, Path(args.video))
-    if args.audio:
-        request["audio"] = [Path(a) for a in args.audio]
-    if args.prompt is not None:
-        request["prompt"] = args.prompt
-    if args.bbox:
-        request["bboxes"] = args.bbox
-    if args.audio_type:
-        request["audio_type"] = args.audio_type
     if request["image"] is None and request["video"] is None:
         raise MultiTalkInputError(
             "no reference image: give INPUT.json with cond_image (or cond_video), or --image (or --video)"
@@ -202,8 +148,79 @@ def read_request(args: argparse.Namespace, need_audio: bool = True, need_prompt:
     return request
 
 
+def _load_json_object(source: Path) -> dict:
+    if not source.is_file():
+        raise MultiTalkInputError(f"input file not found: {source}")
+    if source.stat().st_size > MAX_JSON_BYTES:
+        raise MultiTalkInputError(
+            f"{source} is {source.stat().st_size} bytes; an input file is at most "
+            f"{MAX_JSON_BYTES // 1000} kB (it names files, it does not hold them)"
+        )
+    try:
+        data = json.loads(source.read_text())
+    except (ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise MultiTalkInputError(f"{source} is not valid JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise MultiTalkInputError(f"{source} must hold a JSON object with prompt, cond_image, cond_audio")
+    return data
+
+
+def _read_input_json(source: Path) -> dict:
+    """An official input file's fields, checked, paths resolved beside it."""
+    from .conditioning.people import in_person_order
+
+    data = _load_json_object(source)
+    if "tts_audio" in data and "cond_audio" not in data:
+        raise MultiTalkInputError(
+            "tts_audio needs a text-to-speech model, which multitalk does not ship; give recorded voices in cond_audio"
+        )
+    audio = data.get("cond_audio") or {}
+    if not isinstance(audio, dict) or not all(isinstance(v, str) for v in audio.values()):
+        raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio file names")
+    for field in ("prompt", "cond_image", "cond_video", "audio_type"):
+        if field in data and data[field] is not None and not isinstance(data[field], str):
+            raise MultiTalkInputError(
+                f"{field} must be a string, got {type(data[field]).__name__}: {str(data[field])[:40]}"
+            )
+    base = source.parent
+    request = {
+        "audio": [_resolve(str(path), base) for path in in_person_order(audio)],
+        "prompt": data.get("prompt"),
+        "audio_type": data.get("audio_type", "para"),
+    }
+    if data.get("cond_image"):
+        request["image"] = _resolve(str(data["cond_image"]), base)
+    if data.get("cond_video"):  # InfiniteTalk's input: a video to dub, or an image
+        _set_reference(request, _resolve(str(data["cond_video"]), base))
+    if "bbox" in data:
+        request["bboxes"] = _input_boxes(data["bbox"])
+    return request
+
+
+def _input_boxes(boxes) -> list:
+    from .conditioning.people import in_person_order
+
+    if not isinstance(boxes, dict):
+        raise MultiTalkInputError("bbox must map person1, person2, ... to [top, left, bottom, right]")
+    ordered = in_person_order(boxes)
+    for i, box in enumerate(ordered):
+        numbers = isinstance(box, list) and len(box) == 4
+        if not numbers or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box
+        ):
+            raise MultiTalkInputError(
+                f"bbox of person{i + 1} must be four numbers [top, left, bottom, right] in pixels, got {str(box)[:60]}"
+            )
+    return ordered
+
+
 MAX_JSON_BYTES = 1_000_000
-LIMITS = {"frames": 1001, "steps": 1000, "max_frames": 25 * 3600}  # a 40-s clip, 1000 steps, an hour of video
+LIMITS = {
+    "num_frames": 1001,
+    "num_inference_steps": 1000,
+    "max_frames": 25 * 3600,
+}  # a 40-s clip, 1000 steps, an hour of video
 
 
 def check_output_paths(args: argparse.Namespace, inputs: list[Path]) -> None:
@@ -230,8 +247,8 @@ def check_limits(args: argparse.Namespace, settings: dict) -> None:
     if not 0 <= args.seed < 2**63:
         raise MultiTalkInputError(f"--seed must lie in 0..2^63-1, got {args.seed}")
     for name, flag, value in (
-        ("frames", "--num-frames", settings["num_frames"]),
-        ("steps", "--num-inference-steps", settings["steps"]),
+        ("num_frames", "--num-frames", settings["num_frames"]),
+        ("num_inference_steps", "--num-inference-steps", settings["num_inference_steps"]),
         ("max_frames", "--max-frames", args.max_frames),
     ):
         if value > LIMITS[name]:
@@ -296,24 +313,22 @@ def _device_and_dtype(device: str | None, dtype: str | None) -> tuple[str, str]:
     return device, dtype or ("float32" if kind == "cpu" else "bfloat16")
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def _generation_inputs(args: argparse.Namespace) -> dict:
+    """Everything about the request, read and checked before any model work."""
     import warnings
 
     from .checkpoints import model_sampling, model_variant
     from .lora import PRESETS as LORA_PRESETS
     from .lora import parse_lora_argument
     from .media import read_audio, read_image, read_video_frames
-    from .memory import apply_memory_tier, check_tier
     from .pipeline import (
         VARIANT_SAMPLING,
-        call_settings,
         check_request,
         check_scales,
         check_settings,
         sampling_settings,
     )
 
-    # 1. everything about the request, before any model work
     if args.output.suffix.lower() != ".mp4":
         raise MultiTalkInputError(f"output {args.output} must end in .mp4")
     request = read_request(args)
@@ -333,15 +348,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     preset = LORA_PRESETS[args.preset] if args.preset else {}
     settings = sampling_settings(
         {**VARIANT_SAMPLING[variant], **(model_sampling(model) if args.audio_encoder is None else {}), **preset},
-        num_frames=args.frames,
+        num_frames=args.num_frames,
         motion_frames=args.motion_frames,
-        steps=args.steps,
+        num_inference_steps=args.num_inference_steps,
         text_guidance=args.text_guidance,
         audio_guidance=args.audio_guidance,
         shift=args.shift,
         color_correction=args.color_correction,
     )
-    check_settings(settings["num_frames"], settings["steps"], args.mode, settings["motion_frames"], args.max_frames)
+    check_settings(
+        settings["num_frames"], settings["num_inference_steps"], args.mode, settings["motion_frames"], args.max_frames
+    )
     check_scales(settings)
     check_limits(args, settings)
     check_output_paths(args, [request["image"], request["video"], *request["audio"], args.mask_image])
@@ -362,13 +379,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
         check_request(image, voices, request["audio_type"], request["bboxes"], args.bbox_format, mask_image)
     for warning in caught:
         print(f"multitalk generate: warning: {warning.message}", file=sys.stderr)
+    return {
+        "request": request,
+        "model": model,
+        "size": size,
+        "device": device,
+        "dtype": dtype,
+        "loras": loras,
+        "settings": settings,
+        "image": image,
+        "video": video,
+        "voices": voices,
+        "mask_image": mask_image,
+    }
 
-    # 2. the model
+
+def _prepared_pipeline(args: argparse.Namespace, device: str, dtype: str, model: Path, loras: list):
+    """The pipeline loaded, with its LoRAs, attention backend, cache, memory tier and compilation."""
     import torch
 
     from .checkpoints import load_pipeline
     from .errors import CheckpointError
-    from .media import write_image, write_video
+    from .memory import apply_memory_tier, check_tier
 
     if args.memory and args.offload:
         raise MultiTalkInputError("--offload is --memory balanced; give one of them")
@@ -410,8 +442,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     apply_memory_tier(pipe, tier, device)
     if args.compile:  # each block compiled once and reused: the 40 blocks share one graph
         pipe.transformer.compile_repeated_blocks(fullgraph=False, dynamic=False)
+    return pipe
 
-    # 3. generate and write
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import warnings
+
+    import torch
+
+    from .media import write_image, write_video
+
+    inputs = _generation_inputs(args)
+    request, settings, video = inputs["request"], inputs["settings"], inputs["video"]
+    pipe = _prepared_pipeline(args, inputs["device"], inputs["dtype"], inputs["model"], inputs["loras"])
     start = time.perf_counter()
     # finished clips are kept here until the video is written, so --resume can go on after a crash
     work_dir = args.work_dir or args.output.parent / f".{args.output.stem}.work"
@@ -420,21 +463,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="person boxes overlap")  # already reported above
     pipe.set_progress_bar_config(disable=args.quiet)
     out = pipe(
-        image if video is None else None,
-        voices,
+        inputs["image"] if video is None else None,
+        inputs["voices"],
         request["prompt"],
         negative_prompt=args.negative_prompt,
         video=video,
         audio_type=request["audio_type"],
         bboxes=request["bboxes"],
         bbox_format=args.bbox_format,
-        mask_image=mask_image,
-        **call_settings(settings),
+        mask_image=inputs["mask_image"],
+        **settings,
         generator=torch.Generator().manual_seed(args.seed),
         mode=args.mode,
         max_frames=args.max_frames,
         apg=args.apg,
-        size=size,
+        size=inputs["size"],
         work_dir=work_dir,
         resume=args.resume,
     )
@@ -685,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--num-inference-steps",
         "--steps",
-        dest="steps",
+        dest="num_inference_steps",
         type=int,
         help="sampling steps per clip (default: the model's, else 40)",
     )
@@ -699,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--num-frames",
         "--frames",
-        dest="frames",
+        dest="num_frames",
         type=int,
         help="frames per clip, 4k+1 (default: the model's, else 81)",
     )

@@ -27,8 +27,8 @@ from .models.transformer import is_audio_key
 
 PREFIXES = ("diffusion_model.", "model.diffusion_model.", "transformer.", "base_model.model.")
 PRESETS = {  # the sampling the LoRA was distilled for (what their authors run)
-    "lightx2v": {"steps": 4, "text_guidance": 1.0, "audio_guidance": 2.0, "shift": 2.0},
-    "fusionix": {"steps": 8, "text_guidance": 1.0, "audio_guidance": 2.0, "shift": 2.0},
+    "lightx2v": {"num_inference_steps": 4, "text_guidance": 1.0, "audio_guidance": 2.0, "shift": 2.0},
+    "fusionix": {"num_inference_steps": 8, "text_guidance": 1.0, "audio_guidance": 2.0, "shift": 2.0},
 }
 
 

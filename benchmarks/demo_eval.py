@@ -1,6 +1,7 @@
 """Held-out evaluation of a model on the synthetic world (the demo model's report card).
 
     python benchmarks/demo_eval.py --model runs/demo/stage2/final [--scenes 10] [--steps 20] [--parts prompt]
+    python benchmarks/demo_eval.py --smoke        # 1 scene of 1 s per row, 2 steps (run by the tests)
 
 Scenes use seeds from 900000 on, which the training data (`multitalk synth --seed 0`,
 a few hundred samples) never uses. Reported, as tables:
@@ -16,22 +17,18 @@ a few hundred samples) never uses. Reported, as tables:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import time
 
 import numpy as np
-import torch
+from held_out import HELD_OUT, describe_sampling, generate, resolve_sampling, sampling_arguments
+from report import Report, add_arguments
 
 from multitalk.checkpoints import default_model, load_pipeline
 from multitalk.evaluation import evaluate_sync
 from multitalk.media import frame_strip, write_image
-from multitalk.pipeline import sampling_settings
 from multitalk.synthetic import make_sample, mouth_openings, random_scene
-from multitalk.synthetic.splits import HELD_OUT_START
 
-HELD_OUT = HELD_OUT_START
 PARTS = ("sync", "prompt", "long")
 FLIP = {"right": "left", "left": "right"}
 
@@ -41,86 +38,7 @@ def flipped(prompt: str) -> str:
     return re.sub(r"walks to the (right|left)", lambda m: f"walks to the {FLIP[m.group(1)]}", prompt)
 
 
-def sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """The sampling flags every model benchmark shares; left out, the model's own settings hold."""
-    for flag, kind in (
-        ("--steps", int),
-        ("--frames", int),
-        ("--motion-frames", int),
-        ("--text-guidance", float),
-        ("--audio-guidance", float),
-        ("--shift", float),
-    ):
-        parser.add_argument(flag, type=kind, help="default: the model's own sampling settings")
-    parser.add_argument(
-        "--color-correction",
-        type=float,
-        default=0.0,
-        help="Lab colour correction strength 0-1 against the image (default 0: off)",
-    )
-    parser.add_argument("--apg", action="store_true", help="adaptive projected guidance")
-    parser.add_argument(
-        "--trained-frames",
-        type=int,
-        help="squeeze time in longer clips into this span; 0: Wan's positions (default: the model's)",
-    )
-    parser.add_argument("--seed", type=int, default=42)
-
-
-def resolve_sampling(pipe, args: argparse.Namespace) -> None:
-    """Fill the sampling flags left out with the model's own settings (or the pipeline's defaults)."""
-    chosen = sampling_settings(
-        pipe.config.sampling,
-        num_frames=args.frames,
-        motion_frames=args.motion_frames,
-        num_inference_steps=args.steps,
-        text_guidance=args.text_guidance,
-        audio_guidance=args.audio_guidance,
-        shift=args.shift,
-    )
-    args.frames, args.motion_frames, args.steps = (
-        chosen["num_frames"],
-        chosen["motion_frames"],
-        chosen["num_inference_steps"],
-    )
-    args.shift = chosen["shift"] if chosen["shift"] is not None else 7.0  # the official 480p default
-    args.text_guidance, args.audio_guidance = chosen["text_guidance"], chosen["audio_guidance"]
-    if args.trained_frames is not None:
-        pipe.transformer.set_trained_frames(args.trained_frames or None)
-    args.trained_frames = pipe.transformer.config.trained_frames
-
-
-def describe_sampling(args: argparse.Namespace) -> str:
-    """The sampling settings a table was made with, for its header."""
-    return (
-        f"clips of {args.frames} frames ({args.motion_frames} carried over), {args.steps} steps, guidance text "
-        f"{args.text_guidance:g} / audio {args.audio_guidance:g}, shift {args.shift:g}{', APG' * args.apg}"
-        f"{f', colour correction {args.color_correction:g}' * bool(args.color_correction)}, "
-        + (f"time squeezed into {args.trained_frames} frames" if args.trained_frames else "time not squeezed")
-    )
-
-
-def generate(pipe, sample, tracks, args, prompt: str | None = None):
-    scene = sample.scene
-    return pipe(
-        sample.video[0],
-        tracks,
-        scene.prompt if prompt is None else prompt,
-        bboxes=scene.bboxes(),
-        mode="streaming",
-        num_frames=args.frames,
-        motion_frames=args.motion_frames,
-        num_inference_steps=args.steps,
-        generator=torch.Generator().manual_seed(args.seed),
-        text_guidance=args.text_guidance,
-        audio_guidance=args.audio_guidance,
-        shift=args.shift,
-        color_correction=args.color_correction,
-        apg=args.apg,
-    ).frames
-
-
-def sync_rows(pipe, args) -> list[str]:
+def sync_rows(pipe, args) -> list[list]:
     rows = []
     for people, mode in ((2, "add"), (2, "para"), (3, "add"), (3, "para")):
         plain, swapped = [], []
@@ -138,9 +56,15 @@ def sync_rows(pipe, args) -> list[str]:
             sync = [v for r in reports for v in r.lip_sync if v is not None]
             binding = [r.binding_accuracy for r in reports if r.binding_accuracy is not None]
             rows.append(
-                f"| {people} | {mode} | {label} | {np.mean(sync):.3f} | {np.mean(binding):.3f} | "
-                f"{np.mean([np.mean(r.color_drift) for r in reports]):.1f} | "
-                f"{np.mean([r.measurement.found.mean() for r in reports]):.0%} |"
+                [
+                    people,
+                    mode,
+                    label,
+                    f"{np.mean(sync):.3f}",
+                    f"{np.mean(binding):.3f}",
+                    f"{np.mean([np.mean(r.color_drift) for r in reports]):.1f}",
+                    f"{np.mean([r.measurement.found.mean() for r in reports]):.0%}",
+                ]
             )
     return rows
 
@@ -196,39 +120,44 @@ def main() -> None:
     sampling_arguments(parser)
     parser.add_argument("--strip", help="write the long video's frame strip here (PNG)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
+    add_arguments(parser, "1 scene of 1 s per row, a 2-s long video, 2 steps")
     args = parser.parse_args()
+    if args.smoke:
+        args.scenes, args.seconds, args.long_seconds, args.steps = 1, 1.0, 2.0, 2
     args.model = args.model or default_model()
     pipe = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
     resolve_sampling(pipe, args)
     args.size = args.size or pipe.config.buckets[0][0]
     start = time.perf_counter()
-    print(
-        f"# held-out evaluation of {args.model} — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{os.cpu_count()} cores; {args.scenes} scenes per row, {args.seconds:g} s each at {args.size}px, "
-        f"{describe_sampling(args)}\n"
-    )
+    report = Report("demo_eval", "The bundled demo model, held out")
     if "sync" in args.parts:
-        print("| people | audio | voices | lip-sync | binding acc. | colour drift | heads found |")
-        print("|---|---|---|---|---|---|---|")
-        print("\n".join(sync_rows(pipe, args)))
+        report.table(
+            ["people", "audio", "voices", "lip-sync", "binding acc.", "colour drift", "heads found"],
+            sync_rows(pipe, args),
+        )
     if "prompt" in args.parts:
         right, total, along, against, walks = prompt_following(pipe, args)
-        print(
-            f"\nprompt following (a walking person, silent audio): {right}/{total} move the way the prompt says; "
+        report.note(
+            f"Prompt following (a walking person, silent audio): {right}/{total} move the way the prompt says; "
             f"mean move along the walk {along:+.1f} px, {against:+.1f} px with the prompt's direction flipped "
-            f"(the scenes walk {walks:.1f} px)"
+            f"(the scenes walk {walks:.1f} px)."
         )
     if "long" in args.parts:
         drift, found, strip = long_video(pipe, args)
-        print(
+        report.note(
             f"{args.long_seconds:g}-second streaming video: mean colour drift {drift:.1f} (0-255 RGB), heads "
-            f"found in {found:.0%} of frames"
+            f"found in {found:.0%} of frames."
         )
         if args.strip:
             write_image(args.strip, strip)
-            print(f"frame strip: {args.strip}")
-    print(f"\n({time.perf_counter() - start:.0f} s in all)")
+    model = "the bundled demo model" if args.model == default_model() else f"`{args.model}`"
+    report.about = (
+        f"{model}; scenes {args.first_scene}–{args.first_scene + args.scenes - 1} of each row, {args.seconds:g} s "
+        f"each at {args.size}px; {describe_sampling(args)}; {time.perf_counter() - start:.0f} s in all. "
+        "Reading: docs/demo-model.md."
+    )
+    report.finish(args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Render ``docs/benchmarks.md`` from the result files the benchmarks write (``results/*.json``).
 
-    python benchmarks/render.py > docs/benchmarks.md
-    python benchmarks/render.py --check          # exit 1 when the page is not the files' rendering
+python benchmarks/render.py > docs/benchmarks.md
+python benchmarks/render.py --check          # exit 1 when the page is not the files' rendering
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 ORDER = [
     "step_time",
     "load_time",
-    "cuda_check",
+    "gpu",
     "generate",
     "serve_load",
     "synthetic_world",
@@ -61,7 +61,9 @@ def main() -> int:
     page = render(args.results)
     if args.check:
         if DOC.read_text() != page:
-            print("docs/benchmarks.md is not the rendering of results/: python benchmarks/render.py > docs/benchmarks.md")
+            print(
+                "docs/benchmarks.md is not the rendering of results/: python benchmarks/render.py > docs/benchmarks.md"
+            )
             return 1
         return 0
     print(page, end="")

@@ -70,6 +70,7 @@ class Report:
     about: str = ""
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)  # the raw numbers behind the tables, for other tools
     command: str = ""
     date: str = ""
     machine: str = ""

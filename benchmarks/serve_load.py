@@ -1,6 +1,7 @@
 """A bounded load check of `multitalk serve` (loopback only): N concurrent submissions, none lost.
 
     python benchmarks/serve_load.py [--jobs 20] [--workers 1]
+    python benchmarks/serve_load.py --smoke       # 2 jobs (run by the tests)
 
 Starts a server with the tiny random model, submits all jobs at once from N threads, waits
 for every one to finish and reports queue latency (submitted -> started), run time and the
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from report import Report, add_arguments
 
 from multitalk.app.background import serve_in_background
 from multitalk.media import write_image, write_wav
@@ -31,7 +31,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--workers", type=int, default=1)
+    add_arguments(parser, "2 jobs")
     args = parser.parse_args()
+    if args.smoke:
+        args.jobs = 2
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         random_pipeline("tiny").save_pretrained(folder / "tiny")
@@ -75,17 +78,30 @@ def main() -> None:
     done = [j for j in jobs.values() if j["state"] == "done"]
     waits = np.array([j["started"] - j["created"] for j in done])
     runs = np.array([j["finished"] - j["started"] for j in done])
-    print(
-        f"# serve load — {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, tiny random "
-        f"model, {args.workers} worker(s)\n"
-    )
-    print("| jobs | done | lost | all submitted in | queue wait p50 | queue wait p95 | run p50 | total |")
-    print("|---|---|---|---|---|---|---|---|")
     p50, p95 = np.percentile(waits, 50), np.percentile(waits, 95)
-    print(
-        f"| {args.jobs} | {len(done)} | {args.jobs - len(jobs)} | {submitted:.2f} s | {p50:.1f} s | {p95:.1f} s"
-        f" | {np.percentile(runs, 50):.2f} s | {total:.1f} s |"
+    report = Report(
+        "serve_load",
+        "`multitalk serve` under load",
+        f"{args.jobs} jobs submitted at once from {args.jobs} threads over loopback to a server with the tiny random "
+        f"model and {args.workers} worker(s); each job 1 s of audio, 2 people, 4 steps, 9-frame clips. One worker "
+        "runs the jobs in order, so the queue wait grows linearly.",
     )
+    report.table(
+        ["jobs", "done", "lost", "all submitted in", "queue wait p50", "queue wait p95", "run p50", "total"],
+        [
+            [
+                args.jobs,
+                len(done),
+                args.jobs - len(jobs),
+                f"{submitted:.2f} s",
+                f"{p50:.1f} s",
+                f"{p95:.1f} s",
+                f"{np.percentile(runs, 50):.2f} s",
+                f"{total:.1f} s",
+            ]
+        ],
+    )
+    report.finish(args)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,17 @@ difference, with no instrumentation inside the model:
   audio attention + adapter = t(concat) - t(no audio)
 
     python benchmarks/step_time.py [--repeats 5] [--threads N]
+    python benchmarks/step_time.py --smoke       # the tiny preset, 1 repeat (run by the tests)
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
+from report import Report, add_arguments
 
 from multitalk.models import MultiTalkTransformer3DModel
 
@@ -58,41 +59,56 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    add_arguments(parser, "the tiny preset, 1 repeat")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    print(
-        f"# step_time: {PEOPLE} people, {LATENT_FRAMES} latent frames, {LATENT_H}x{LATENT_W} latents "
-        f"({LATENT_FRAMES * LATENT_H * LATENT_W // 4} video tokens), float32, CPU "
-        f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
+    repeats, presets = (1, ("tiny",)) if args.smoke else (args.repeats, ("tiny", "small"))
+    report = Report(
+        "step_time",
+        "Transformer step time",
+        f"float32 on the CPU, {torch.get_num_threads()} torch threads, median of {repeats} runs per variant, "
+        f"the three variants interleaved. {PEOPLE} people, {LATENT_FRAMES} latent frames, {LATENT_H}×{LATENT_W} "
+        f"latents ({LATENT_FRAMES * LATENT_H * LATENT_W // 4} video tokens).",
     )
-    print()
-    columns = [
-        "preset",
-        "params",
-        "s/step (lrope)",
-        "ref map + labels",
-        "audio attn + adapter",
-        "concat s/step",
-        "no-audio s/step",
-    ]
-    print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|")
-    for preset in ("tiny", "small"):
+    rows = []
+    for preset in presets:
         torch.manual_seed(0)
         model = MultiTalkTransformer3DModel.from_preset(preset).eval()
         params = sum(p.numel() for p in model.parameters())
         inputs = make_inputs(model)
         variants = {"lrope": {}, "concat": {"binding": "concat"}, "plain": {"audio": None}}
-        medians = time_variants(model, inputs, args.repeats, variants)
+        medians = time_variants(model, inputs, repeats, variants)
         t_lrope, t_concat, t_plain = medians["lrope"], medians["concat"], medians["plain"]
         ref_share = max(t_lrope - t_concat, 0.0) / t_lrope
         audio_share = max(t_concat - t_plain, 0.0) / t_lrope
-        print(
-            f"| {preset} | {params / 1e6:.2f}M | {t_lrope:.4f} | {ref_share:.0%} | {audio_share:.0%} "
-            f"| {t_concat:.4f} | {t_plain:.4f} |"
+        rows.append(
+            [
+                preset,
+                f"{params / 1e6:.2f}M",
+                f"{t_lrope:.4f}",
+                f"{ref_share:.0%}",
+                f"{audio_share:.0%}",
+                f"{t_concat:.4f}",
+                f"{t_plain:.4f}",
+            ]
         )
+    report.table(
+        [
+            "preset",
+            "params",
+            "s/step (lrope)",
+            "ref map + labels",
+            "audio attn + adapter",
+            "concat s/step",
+            "no-audio s/step",
+        ],
+        rows,
+        notes='Shares are by difference: "ref map + labels" = t(lrope) − t(concat) (the same audio attention '
+        'without Label-RoPE), "audio attn + adapter" = t(concat) − t(no audio), each over t(lrope). Read them '
+        "to a few points: back-to-back runs differ by about 1 point.",
+    )
+    report.finish(args)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ makes it, and with every clip's motion frames taken from the real video instead 
 
     python benchmarks/stream_drift.py [--model M] [--vae VAE_FOLDER] [--seconds 20] [--strip PNG]
                                       [--frames N --motion-frames M --steps S --text-guidance T --audio-guidance A]
+    python benchmarks/stream_drift.py --smoke     # 2 s, 2 steps (run by the tests)
 
 If the second stays clean, the model continues well from good frames and the trouble is what the
 stream hands on (the generated frames after a trip through the VAE: `vae_eval.py --round-trips`);
@@ -19,7 +20,8 @@ import time
 
 import numpy as np
 import torch
-from demo_eval import describe_sampling, generate, resolve_sampling, sampling_arguments
+from held_out import describe_sampling, generate, resolve_sampling, sampling_arguments
+from report import Report, add_arguments
 
 from multitalk.checkpoints import default_model, load_pipeline
 from multitalk.conditioning.people import frames_from_uint8
@@ -50,8 +52,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     sampling_arguments(parser)
     parser.add_argument("--strip", help="write both videos' frame strips here (PNG, free above, forced below)")
+    add_arguments(parser, "2 s of video, 2 steps")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.steps = 2.0, 2
     pipe = load_pipeline(args.model or default_model())
+    pipe.set_progress_bar_config(disable=True)
     if args.vae:
         from diffusers import AutoencoderKLWan
 
@@ -60,13 +66,7 @@ def main() -> None:
     size = pipe.config.buckets[0][0]
     sample = make_sample(random_scene(SCENE_SEED, 2, args.seconds, "add", size, size, action=None))
     scene, start = sample.scene, time.perf_counter()
-    print(
-        f"# {args.model or 'the bundled demo model'}{' with VAE ' + args.vae if args.vae else ''}: one held-out "
-        f"2-person scene, {args.seconds:g} s, {describe_sampling(args)}\n"
-    )
-    print("| motion frames from | colour drift | heads found | lip-sync (per person) |")
-    print("|---|---|---|---|")
-    strips = []
+    rows, strips = [], []
     for label in ("the clip before (as generate)", "the real video"):
         if label == "the real video":
             real = frames_from_uint8(sample.video)
@@ -74,11 +74,20 @@ def main() -> None:
         video = generate(pipe, sample, sample.tracks, args)
         report = evaluate_sync(video, scene, sample.openings)
         sync = " / ".join("—" if v is None else f"{v:.3f}" for v in report.lip_sync)
-        print(f"| {label} | {np.mean(report.color_drift):.1f} | {report.measurement.found.mean():.0%} | {sync} |")
+        rows.append([label, f"{np.mean(report.color_drift):.1f}", f"{report.measurement.found.mean():.0%}", sync])
         strips.append(frame_strip(video))
     if args.strip:
         write_image(args.strip, np.concatenate([strips[0], np.full_like(strips[0][:4], 255), strips[1]]))
-    print(f"\n({time.perf_counter() - start:.0f} s)")
+    result = Report(
+        "stream_drift",
+        "Long-video drift",
+        f"{args.model or 'the bundled demo model'}{' with VAE ' + args.vae if args.vae else ''}: one held-out "
+        f"2-person scene (seed {SCENE_SEED}, `add`), {args.seconds:g} s, made as `multitalk generate` makes it and "
+        f"with each clip's motion frames taken from the real video; {describe_sampling(args)} "
+        f"({time.perf_counter() - start:.0f} s).",
+    )
+    result.table(["motion frames from", "colour drift", "heads found", "lip-sync (per person)"], rows)
+    result.finish(args)
 
 
 if __name__ == "__main__":

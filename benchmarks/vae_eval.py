@@ -2,6 +2,7 @@
 
     python benchmarks/vae_eval.py runs/demo/vae/final
     python benchmarks/vae_eval.py runs/demo/vae/checkpoints/step_0001200 --like configs/recipes/demo/02_vae.yaml
+    python benchmarks/vae_eval.py --smoke         # the bundled VAE, one 17-frame scene (run by the tests)
 
 Held-out scenes (seeds from 900000, never in training) are encoded and decoded, 2 s each
 (49 frames: the causal cache runs through 12 chunks, as in 81-frame generation), or, with
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
+from report import Report, add_arguments
 from safetensors.torch import load_file
 
 from multitalk.conditioning.people import frames_from_uint8, frames_to_uint8
@@ -98,7 +100,7 @@ def round_trips(vae: AutoencoderKLWan, frames: np.ndarray, trips: int) -> tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("vae", type=Path, help="VAE folder, or a training checkpoint folder with --like")
+    parser.add_argument("vae", type=Path, nargs="?", help="VAE folder, or a training checkpoint folder with --like")
     parser.add_argument("--like", type=Path, help="a checkpoint's training config (YAML) or a VAE folder")
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--size", type=int, default=64)
@@ -107,11 +109,20 @@ def main() -> None:
     parser.add_argument("--baselines", action="store_true", help="also the lip-sync left by plain averaging")
     parser.add_argument("--round-trips", type=int, default=0, help="also the last 5 frames sent N times through")
     parser.add_argument("--strip", type=Path, help="write originals over reconstructions of the first scene (PNG)")
+    add_arguments(parser, "the bundled demo model's VAE (unless VAE is given), one 17-frame scene")
     args = parser.parse_args()
+    if args.smoke:
+        from multitalk.loading import DEMO_MODEL
+
+        args.vae = args.vae or Path(DEMO_MODEL) / "vae"
+        args.scenes, args.frames, args.clip_frames = 1, 17, None
+    if args.vae is None:
+        parser.error("give a VAE folder (or --smoke)")
     window = args.clip_frames or args.frames
     if args.frames % window or (window - 1) % 4:
         raise SystemExit(f"--frames {args.frames} must be a multiple of --clip-frames {window}, itself 4k+1")
     vae = load(args.vae, args.like)
+    torch.set_grad_enabled(False)  # evaluation only: no autograd graph for the VAE passes
     start = time.perf_counter()
     rows = []
     for k in range(args.scenes):
@@ -149,30 +160,47 @@ def main() -> None:
                 lip_sync = evaluate_sync(degraded, sample.scene, sample.openings[:, : args.frames]).lip_sync
                 rows[-1][name] = np.mean([v for v in lip_sync if v is not None])
     mean = {key: float(np.mean([r[key] for r in rows if r[key] is not None])) for key in rows[0]}
-    print(
-        f"# {args.vae}: {args.scenes} held-out scenes, {args.frames} frames at {args.size}px in "
-        f"{args.frames // window} window(s) ({time.perf_counter() - start:.0f} s)\n"
+    report = Report(
+        "vae_eval",
+        "The demo model's VAE",
+        f"`{args.vae}`: {args.scenes} held-out synthetic scenes (seeds {HELD_OUT}+, 2–3 people), {args.frames} frames "
+        f"at {args.size}×{args.size} in {args.frames // window} independent window(s) of {window}, encoded and decoded "
+        f"as generation decodes its clips; PSNR by position in the window ({time.perf_counter() - start:.0f} s).",
     )
-    print(
-        "| PSNR frame 0 | PSNR 1-8 | PSNR 9+ | lip-sync (recon.) | lip-sync (original) | binding (recon.) | "
-        "posterior std / spread of means |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    print(
-        f"| {mean['first']:.1f} dB | {mean['early']:.1f} dB | {mean['late']:.1f} dB | {mean['sync']:.3f} | "
-        f"{mean['sync_truth']:.3f} | {mean['binding']:.2f} | {mean['noise']:.2f} |"
+    report.table(
+        [
+            "PSNR frame 0",
+            "PSNR 1-8",
+            "PSNR 9+",
+            "lip-sync (recon.)",
+            "lip-sync (original)",
+            "binding (recon.)",
+            "posterior std / spread of means",
+        ],
+        [
+            [
+                f"{mean['first']:.1f} dB",
+                f"{mean['early']:.1f} dB",
+                f"{mean['late']:.1f} dB",
+                f"{mean['sync']:.3f}",
+                f"{mean['sync_truth']:.3f}",
+                f"{mean['binding']:.2f}",
+                f"{mean['noise']:.2f}",
+            ]
+        ],
     )
     if args.round_trips:
-        print(
-            f"\nthe last 5 frames of a window through the VAE again and again: PSNR {mean['trip1']:.1f} dB after "
+        report.note(
+            f"The last 5 frames of a window through the VAE again and again: PSNR {mean['trip1']:.1f} dB after "
             f"1 trip, {mean['tripN']:.1f} dB after {args.round_trips}; largest mean colour shift "
-            f"{mean['shift']:.1f} (0-255)"
+            f"{mean['shift']:.1f} (0-255)."
         )
     if args.baselines:
-        print(
-            f"\nlip-sync of the originals with each latent frame's 4 video frames averaged: {mean['time']:.3f}; "
-            f"with 8×8 pixel blocks averaged: {mean['space']:.3f}"
+        report.note(
+            f"Lip-sync of the originals with each latent frame's 4 video frames averaged: {mean['time']:.3f}; "
+            f"with 8×8 pixel blocks averaged: {mean['space']:.3f}."
         )
+    report.finish(args)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,17 @@ def pipe(original):
     return pipe
 
 
+def test_the_pipeline_class_loads_the_official_folder_and_presets(original, pipe):
+    from multitalk.pipeline import MultiTalkPipeline
+
+    root, _ = original
+    again = MultiTalkPipeline.from_wan(root / "Wan2.1-I2V-14B-480P", root / "chinese-wav2vec2-base")
+    for name, value in pipe.transformer.state_dict().items():
+        assert torch.equal(value, again.transformer.state_dict()[name]), name
+    tiny = MultiTalkPipeline.from_preset("tiny", seed=3)
+    assert isinstance(tiny, MultiTalkPipeline) and tiny.transformer.config.num_layers >= 1
+
+
 @pytest.fixture(scope="module")
 def request_inputs():
     rng = np.random.default_rng(0)

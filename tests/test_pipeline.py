@@ -448,4 +448,4 @@ def test_a_model_brings_its_own_sampling_settings(duet, tmp_path, monkeypatch, c
     )
     assert probe(tmp_path / "s.mp4")["video"]["frames"] == 5 and "over 1 steps" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown sampling settings"):
-        type(pipe)(**pipe.components, sampling={"frames": 5})
+        type(pipe)(**pipe.components, sampling={"frame_rate": 5})

@@ -169,10 +169,13 @@ def test_dataset_writer_cli_and_eval_sync(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--count", "2", "--people", "2", "--seconds", "2", "--size", "96"]) == 0
     sample = out / "000001"
     names = {p.name for p in sample.iterdir()}
-    assert names == {"video.mp4", "frame0.png", "person1.wav", "person2.wav", "scene.json", "input.json"}
+    assert names == {"video.mp4", "frame0.png", "person1.wav", "person2.wav", "scene.json", "input.json", "regions.npz"}
     official = json.loads((sample / "input.json").read_text())
     assert set(official) == {"prompt", "cond_image", "cond_audio", "audio_type", "bbox"}
     assert set(official["cond_audio"]) == set(official["bbox"]) == {"person1", "person2"}
+    with np.load(sample / "regions.npz") as regions:  # the layout training/regions.py documents
+        assert regions["heads"].shape == regions["bodies"].shape == (50, 2, 2) and regions["radii"].shape == (2,)
+        assert regions["boxes"][0].tolist() == [official["bbox"]["person1"], official["bbox"]["person2"]]
     record = load_scene_record(sample)
     assert record["mouth_opening"].shape == (2, 50) and record["scene"].width == 96
 

@@ -78,6 +78,46 @@ class MultiTalkPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->image_encoder->transformer->vae"
     _optional_components = ["feature_extractor", "image_encoder", "image_processor"]
 
+    @classmethod
+    def from_wan(
+        cls,
+        folder: str | Path,
+        audio_encoder: str | Path | None = None,
+        *,
+        torch_dtype: torch.dtype | None = None,
+        multitalk_weights: str | Path | None = None,
+        device: str = "cpu",
+        variant: str | None = None,
+    ) -> "MultiTalkPipeline":
+        """The pipeline of a model folder as users download it: the original Wan2.1-I2V layout with
+        ``multitalk.safetensors`` / ``infinitetalk.safetensors``, a diffusers layout, or a folder
+        this package wrote. ``audio_encoder``: the wav2vec2 folder (``chinese-wav2vec2-base``);
+        ``variant``: ``multitalk`` or ``infinitetalk`` when the file names do not say it.
+
+        Example:
+            >>> pipe = MultiTalkPipeline.from_wan(
+            ...     "weights/Wan2.1-I2V-14B-480P", "weights/chinese-wav2vec2-base", torch_dtype=torch.bfloat16
+            ... )
+        """
+        from .checkpoints import load_pipeline
+
+        return load_pipeline(
+            folder,
+            audio_encoder,
+            torch_dtype=torch_dtype,
+            multitalk_weights=multitalk_weights,
+            device=device,
+            variant=variant,
+        )
+
+    @classmethod
+    def from_preset(cls, preset: str = "tiny", seed: int = 0, **options) -> "MultiTalkPipeline":
+        """A pipeline of a transformer preset with random weights (``tiny``, ``small``, or an official
+        shape such as ``wan2.1-i2v-14b-480p``): for tests, benchmarks and training from scratch."""
+        from .random_pipeline import random_pipeline
+
+        return random_pipeline(preset, seed=seed, **options)
+
     def __init__(
         self,
         vae: AutoencoderKLWan,

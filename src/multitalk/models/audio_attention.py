@@ -47,22 +47,44 @@ class AudioCrossAttention(nn.Module):
         token_labels: torch.Tensor | None = None,
         audio_token_labels: torch.Tensor | None = None,
         token_person: torch.Tensor | None = None,
+        token_offset: int = 0,
+        tokens_per_frame: int | None = None,
     ) -> torch.Tensor:
         """Attend video tokens to their own latent frame's audio tokens.
 
-        ``hidden_states``: ``[B, T*S, dim]`` (T latent frames of S tokens).
-        ``audio_tokens``: ``[B, T, people*N, audio_dim]``.
-        ``token_labels``: ``[B, T*S]`` and ``audio_token_labels``: ``[people*N]`` for ``lrope``.
+        ``hidden_states``: ``[B, T*S, dim]`` (T latent frames of S tokens), or, under context
+        parallelism, this process's contiguous slice of them starting at global token ``token_offset``
+        (``tokens_per_frame`` = S then says where frames begin).
+        ``audio_tokens``: ``[B, T, people*N, audio_dim]`` (always every frame's).
+        ``token_labels``: ``[B, tokens]`` and ``audio_token_labels``: ``[people*N]`` for ``lrope``.
         ``token_person``: ``[B, S]`` person index per token (-1 background) for ``split``.
         """
         batch, frames = audio_tokens.shape[:2]
         heads, head_dim = self.num_heads, self.head_dim
-        query = self.q_linear(hidden_states).unflatten(-1, (heads, head_dim))  # B, T*S, H, D
+        query = self.q_linear(hidden_states).unflatten(-1, (heads, head_dim))  # B, tokens, H, D
         key, value = self.kv_linear(audio_tokens).unflatten(-1, (2, heads, head_dim)).unbind(-3)  # B, T, A, H, D
 
         if num_people > 1 and binding == "lrope":
             query = rotate_by_labels(query, token_labels)
             key = rotate_by_labels(key, audio_token_labels)
+
+        local = hidden_states.shape[1]
+        if tokens_per_frame is None or (token_offset == 0 and local == frames * tokens_per_frame):
+            return self.proj(self._frame_attention(query, key, value, num_people, binding, token_person))
+        # a slice of the sequence that may start and end mid-frame: pad it out to whole frames, attend frame
+        # by frame, cut the slice back out (each query row's attention is its own, so the padding changes nothing)
+        first, last = token_offset // tokens_per_frame, (token_offset + local - 1) // tokens_per_frame
+        start = token_offset - first * tokens_per_frame
+        padded = query.new_zeros(batch, (last - first + 1) * tokens_per_frame, heads, head_dim)
+        padded[:, start : start + local] = query
+        window = slice(first, last + 1)
+        out = self._frame_attention(padded, key[:, window], value[:, window], num_people, binding, token_person)
+        return self.proj(out[:, start : start + local])
+
+    def _frame_attention(self, query, key, value, num_people, binding, token_person) -> torch.Tensor:
+        """``query`` ``[B, T*S, H, D]`` of whole frames, ``key``/``value`` ``[B, T, A, H, D]`` -> ``[B, T*S, dim]``
+        before the output projection."""
+        batch, frames = key.shape[:2]
 
         # Fold latent frames into the batch: (B T), H, S|A, D
         query = query.unflatten(1, (frames, -1)).flatten(0, 1).transpose(1, 2)
@@ -84,7 +106,7 @@ class AudioCrossAttention(nn.Module):
             raise ValueError(f"unknown binding {binding!r}; choose one of {BINDING_MODES}")
 
         out = out.transpose(1, 2).flatten(2)  # (B T), S, dim
-        return self.proj(out).unflatten(0, (batch, frames)).flatten(1, 2)
+        return out.unflatten(0, (batch, frames)).flatten(1, 2)
 
     @staticmethod
     def _split_attention(query, key, value, num_people, token_person, frames):

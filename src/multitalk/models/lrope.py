@@ -100,16 +100,18 @@ def reference_attention_map(
     return out[..., :classes].float().mean(2).transpose(1, 2).to(query.dtype)  # B, C, S
 
 
-def assign_labels(reference_map: torch.Tensor, layout: LabelLayout) -> torch.Tensor:
+def assign_labels(reference_map: torch.Tensor, layout: LabelLayout, shard=None) -> torch.Tensor:
     """``[B, people + 1, S]`` reference map -> ``[B, S]`` token labels.
 
     Each person's map is min-max normalised over all tokens into its label range; a token
-    takes the value of the class (person or background) with the largest raw map.
+    takes the value of the class (person or background) with the largest raw map. Under context
+    parallelism (``shard``) the min and max are over every process's tokens.
     """
+    from .context_parallel import global_min_max
+
     people = reference_map.shape[1] - 1
     person_maps = reference_map[:, :people]  # B, P, S
-    low = person_maps.amin(-1, keepdim=True)
-    high = person_maps.amax(-1, keepdim=True)
+    low, high = global_min_max(person_maps.amin(-1, keepdim=True), person_maps.amax(-1, keepdim=True), shard)
     ranges = torch.tensor(
         [layout.person_range(i) for i in range(people)], dtype=reference_map.dtype, device=reference_map.device
     )  # P, 2

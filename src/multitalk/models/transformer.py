@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 
@@ -40,6 +41,7 @@ from torch import nn
 
 from .audio_adapter import AudioAdapter
 from .audio_attention import BINDING_MODES, AudioCrossAttention
+from .context_parallel import Shard, gather_reference_keys, shard_of
 from .lrope import LabelLayout, assign_labels, audio_labels, masks_to_tokens, reference_attention_map, rotate_pairs
 from .presets import PRESETS
 from .time_rope import TimeSqueezedRotaryPosEmbed
@@ -94,7 +96,7 @@ class MultiTalkSelfAttnProcessor(WanAttnProcessor):
         with torch.no_grad():
             ref_map = reference_attention_map(
                 query,
-                key,
+                gather_reference_keys(key, reference.tokens_per_frame, reference.shard),
                 reference.token_masks,
                 reference.tokens_per_frame,
                 reference.head_chunks,
@@ -115,6 +117,7 @@ class AudioContext:
     token_masks: torch.Tensor | None = None  # B|1, people+1, tokens_per_frame
     audio_token_labels: torch.Tensor | None = None  # people * context_tokens
     token_person: torch.Tensor | None = None  # B|1, tokens_per_frame (-1 = background)
+    shard: Shard | None = None  # this process's slice of the tokens under context parallelism
 
     @property
     def needs_reference_map(self) -> bool:
@@ -167,7 +170,7 @@ class MultiTalkTransformerBlock(WanTransformerBlock):
         if audio_tokens is not None:
             token_labels = None
             if ref_map is not None:
-                token_labels = assign_labels(ref_map, audio_context.layout)
+                token_labels = assign_labels(ref_map, audio_context.layout, audio_context.shard)
             hidden_states = hidden_states + self.audio_cross_attn(
                 self.norm_x(hidden_states.float()).type_as(hidden_states),
                 audio_tokens,
@@ -176,6 +179,8 @@ class MultiTalkTransformerBlock(WanTransformerBlock):
                 token_labels=token_labels,
                 audio_token_labels=audio_context.audio_token_labels,
                 token_person=audio_context.token_person,
+                token_offset=audio_context.shard.offset if audio_context.shard else 0,
+                tokens_per_frame=audio_context.tokens_per_frame,
             )
 
         # 4. Feed-forward
@@ -211,6 +216,17 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
     """
 
     _no_split_modules = ["MultiTalkTransformerBlock"]
+    # Context parallelism (diffusers' enable_parallelism): the video tokens and their RoPE split over the
+    # processes at the first block, gathered after the output projection. Wan's plan also splits a per-token
+    # timestep (Wan2.2), which MultiTalk never has; the audio path's own needs are in context_parallel.py.
+    _cp_plan = {
+        "rope": {
+            0: ContextParallelInput(split_dim=1, expected_dims=4, split_output=True),
+            1: ContextParallelInput(split_dim=1, expected_dims=4, split_output=True),
+        },
+        "blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3, split_output=False)},
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
     _repeated_blocks = ["MultiTalkTransformerBlock"]
     _keep_in_fp32_modules = WanTransformer3DModel._keep_in_fp32_modules + ["norm_x"]
 
@@ -394,6 +410,7 @@ class MultiTalkTransformer3DModel(WanTransformer3DModel):
             audio_context = self._audio_context(
                 audio.shape[1], binding, reference_masks, grid[1:], hidden_states.device
             )
+            audio_context.shard = shard_of(self._parallel_config, grid[0] * grid[1] * grid[2])
 
         rotary_emb = self.rope(hidden_states)
         hidden_states = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()  # B, T*h*w, dim

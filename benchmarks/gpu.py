@@ -12,7 +12,10 @@ Three tables (each part can be skipped; a part that fails prints its error and t
 * official size: the ``wan2.1-i2v-14b-480p`` transformer (random weights, bf16) on an 81-frame
   480x832 clip with 2 people: seconds per forward pass with Label-RoPE audio, and without audio.
 
-    python benchmarks/cuda_check.py [--device cuda] [--train-steps 300] [--skip official]
+    python benchmarks/gpu.py [--train-steps 300] [--skip official]
+    python benchmarks/gpu.py --smoke              # tiny shapes on whatever device there is (run by the tests)
+
+Without CUDA it says so and stops (exit 0) unless ``--device cpu`` or ``--smoke`` asks for the CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import Report, Table, add_arguments
 
 PARTS = ("train", "sample", "official")
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +51,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_part(work: Path, device: str, steps: int) -> None:
+def train_part(work: Path, device: str, steps: int, smoke: bool = False) -> Table:
     """`multitalk train` itself, one process per run as a user runs it (accelerate picks the GPU)."""
     import json
 
@@ -77,13 +81,13 @@ def train_part(work: Path, device: str, steps: int) -> None:
                 "--out",
                 str(data),
                 "--count",
-                "12",
+                "2" if smoke else "12",
                 "--people",
                 "1-2",
                 "--size",
                 "64",
                 "--seconds",
-                "2",
+                "1" if smoke else "2",
                 "--seed",
                 "0",
                 "--action",
@@ -92,12 +96,8 @@ def train_part(work: Path, device: str, steps: int) -> None:
             check=True,
             capture_output=True,
         )
-    print(
-        "| device | precision | steps | s | steps/s | loss, first 20 | loss, last 20 | resumed at "
-        "| resumed losses vs first run, max diff |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
     half = max(steps // 2, 1)
+    rows = []
     mix_stage = yaml.safe_load((REPO / "configs" / "recipes" / "demo" / "10_mixed.yaml").read_text())
     for precision in ("no", "bf16") if device.startswith("cuda") else ("no",):
         run = work / f"train_{precision}"
@@ -106,13 +106,10 @@ def train_part(work: Path, device: str, steps: int) -> None:
         settings = {
             **mix_stage,
             "output": str(run),
-            "data": str(data),
-            "cache": str(work / "cache"),
-            "init": "small",
-            "text_encoder": "random",
-            "steps": steps,
-            "checkpoint_every": half,
-            "mixed_precision": precision,
+            "data": {**mix_stage["data"], "folders": str(data), "cache": str(work / "cache")},
+            "init": {**mix_stage["init"], "model": "tiny" if smoke else "small", "text_encoder": "random"},
+            "optim": {**mix_stage["optim"], "mixed_precision": precision, "batch_size": 2 if smoke else 6},
+            "schedule": {**mix_stage["schedule"], "steps": steps, "checkpoint_every": half, "log_every": 1},
         }
         config = work / f"train_{precision}.yaml"
         config.write_text(yaml.safe_dump(settings))
@@ -124,21 +121,48 @@ def train_part(work: Path, device: str, steps: int) -> None:
         shutil.rmtree(run / "checkpoints" / f"step_{steps:07d}")
         train(config, "--resume")
         drift = max(abs(a - b) for a, b in zip(losses(run)[half:], first[half:], strict=True))
-        print(
-            f"| {device_name(device)} | {precision} | {steps} | {seconds:.1f} | {steps / seconds:.2f} "
-            f"| {np.mean(first[:20]):.4f} | {np.mean(first[-20:]):.4f} | {half} -> {steps} | {drift:.2g} |"
+        rows.append(
+            [
+                device_name(device),
+                precision,
+                steps,
+                f"{seconds:.1f}",
+                f"{steps / seconds:.2f}",
+                f"{np.mean(first[:20]):.4f}",
+                f"{np.mean(first[-20:]):.4f}",
+                f"{half} -> {steps}",
+                f"{drift:.2g}",
+            ]
         )
+    return Table(
+        [
+            "device",
+            "precision",
+            "steps",
+            "s",
+            "steps/s",
+            "loss, first 20",
+            "loss, last 20",
+            "resumed at",
+            "resumed losses vs first run, max diff",
+        ],
+        rows,
+        title="**Training**: `multitalk train` itself, one process per run, on synthetic 2-s clips with the demo "
+        "recipe's mix-stage settings (`configs/recipes/demo/10_mixed.yaml`) on the demo model's shape (`small` "
+        "preset, random start); timed without the clip-cache build, checkpoints included.",
+    )
 
 
-def sample_part(work: Path, device: str) -> None:
+def sample_part(work: Path, device: str, smoke: bool = False) -> Table:
     from multitalk.checkpoints import load_pipeline
     from multitalk.random_pipeline import random_pipeline
     from multitalk.synthetic import make_sample, random_scene
 
     sample = make_sample(random_scene(3, 2, 2.0, "add", width=64, height=64, action=None))
-    args = dict(mode="clip", num_frames=49, num_inference_steps=10, size=(64, 64))
-    folder = work / "small_pipeline"
-    random_pipeline("small", seed=0).save_pretrained(folder)
+    frames, steps = (9, 2) if smoke else (49, 10)
+    args = dict(mode="clip", num_frames=frames, num_inference_steps=steps, size=(64, 64))
+    folder = work / "sample_pipeline"
+    random_pipeline("tiny" if smoke else "small", seed=0).save_pretrained(folder)
     runs = {}
     for where, dtype in (("cpu", torch.float32), (device, torch.float32), (device, torch.bfloat16)):
         if (where, dtype) in runs:
@@ -156,30 +180,42 @@ def sample_part(work: Path, device: str) -> None:
         sync(where)
         runs[(where, dtype)] = (time.perf_counter() - start, out.frames.astype(np.float32))
     reference = runs[("cpu", torch.float32)][1]
-    print("| where | transformer | s per 49-frame clip, 10 steps | mean abs diff to CPU | max abs diff |")
-    print("|---|---|---|---|---|")
-    for (where, dtype), (seconds, frames) in runs.items():
-        diff = np.abs(frames - reference)
-        print(
-            f"| {device_name(where)} | {str(dtype).removeprefix('torch.')} | {seconds:.2f} "
-            f"| {diff.mean():.3f} | {diff.max():.0f} |"
+    rows = []
+    for (where, dtype), (seconds, video) in runs.items():
+        diff = np.abs(video - reference)
+        rows.append(
+            [
+                device_name(where),
+                str(dtype).removeprefix("torch."),
+                f"{seconds:.2f}",
+                f"{diff.mean():.3f}",
+                f"{diff.max():.0f}",
+            ]
         )
+    return Table(
+        ["where", "transformer", f"s per {frames}-frame clip, {steps} steps", "mean abs diff to CPU", "max abs diff"],
+        rows,
+        title="**Sampling**: one 2-person clip at 64×64 from a random pipeline saved and loaded as "
+        "`multitalk generate --dtype` loads it, same seed (the noise is drawn on the CPU); second of two runs timed.",
+        notes="Differences are in 0–255 pixel levels.",
+    )
 
 
-def official_part(device: str, repeats: int = 3) -> None:
+def official_part(device: str, repeats: int = 3, smoke: bool = False) -> Table:
     from multitalk.models import MultiTalkTransformer3DModel
 
-    frames, height, width, people = 81, 480, 832, 2
+    frames, height, width, people = (9, 64, 64, 2) if smoke else (81, 480, 832, 2)
+    preset = "tiny" if smoke else "wan2.1-i2v-14b-480p"
     lat_t, lat_h, lat_w = (frames - 1) // 4 + 1, height // 8, width // 8
     with torch.device(device):
         torch.manual_seed(0)
-        model = MultiTalkTransformer3DModel.from_preset("wan2.1-i2v-14b-480p").to(torch.bfloat16).eval()
+        model = MultiTalkTransformer3DModel.from_preset(preset).to(torch.bfloat16).eval()
     cfg = model.config
     params = sum(p.numel() for p in model.parameters())
     g = torch.Generator(device).manual_seed(0)
     masks = torch.zeros(people + 1, lat_h, lat_w, device=device)
-    masks[0, 5:50, 4:48] = 1
-    masks[1, 5:50, 56:100] = 1
+    masks[0, : lat_h - 1, : lat_w // 2 - 1] = 1
+    masks[1, : lat_h - 1, lat_w // 2 + 1 :] = 1
     masks[2] = 1 - masks[:2].amax(0)
     inputs = dict(
         hidden_states=torch.randn(
@@ -187,9 +223,9 @@ def official_part(device: str, repeats: int = 3) -> None:
         ),
         timestep=torch.tensor([500.0], device=device),
         encoder_hidden_states=torch.randn(1, 512, cfg.text_dim, generator=g, device=device, dtype=torch.bfloat16),
-        encoder_hidden_states_image=torch.randn(
-            1, 257, cfg.image_dim, generator=g, device=device, dtype=torch.bfloat16
-        ),
+        encoder_hidden_states_image=torch.randn(1, 257, cfg.image_dim, generator=g, device=device, dtype=torch.bfloat16)
+        if cfg.image_dim
+        else None,
         audio=torch.randn(
             1,
             people,
@@ -204,10 +240,7 @@ def official_part(device: str, repeats: int = 3) -> None:
         reference_masks=masks,
     )
     tokens = lat_t * lat_h * lat_w // 4
-    print(f"{params / 1e9:.2f}B parameters, {tokens} video tokens, bf16, {device_name(device)}")
-    print()
-    print("| variant | s per forward (median of %d) | peak GPU memory |" % repeats)
-    print("|---|---|---|")
+    rows = []
     with torch.inference_mode():
         for name, overrides in (("Label-RoPE audio, 2 people", {}), ("no audio", {"audio": None})):
             model(**{**inputs, **overrides})  # warm-up
@@ -221,36 +254,57 @@ def official_part(device: str, repeats: int = 3) -> None:
                 sync(device)
                 times.append(time.perf_counter() - start)
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else float("nan")
-            print(f"| {name} | {statistics.median(times):.3f} | {peak:.1f} GiB |")
+            rows.append([name, f"{statistics.median(times):.3f}", f"{peak:.1f} GiB"])
+    return Table(
+        ["variant", f"s per forward (median of {repeats})", "peak GPU memory"],
+        rows,
+        title=f"**The official size**: the `{preset}` transformer, random weights in bf16 ({params / 1e9:.2f} B "
+        f"parameters): one forward pass on a {frames}-frame {height}×{width} clip ({tokens} video tokens), "
+        f"{people} people, 512 text tokens, 257 CLIP tokens; attention through diffusers' dispatch.",
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", help="default: cuda when there is one")
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--skip", nargs="*", default=[], choices=PARTS)
     parser.add_argument("--work", type=Path, default=None, help="folder for the synthetic clips and runs")
+    add_arguments(parser, "tiny shapes and 4 training steps, on the CPU when there is no GPU")
     args = parser.parse_args()
-    print(f"# cuda_check: torch {torch.__version__}, {device_name(args.device)}")
+    if args.device is None:
+        if not torch.cuda.is_available() and not args.smoke:
+            print("benchmarks/gpu.py: no CUDA device here; nothing measured (--device cpu runs it on the CPU)")
+            return 0
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps = 4 if args.smoke else args.train_steps
+    report = Report(
+        "gpu",
+        "On a GPU",
+        f"{device_name(args.device)}. Each part runs on its own; a part that fails is reported and the others go on.",
+    )
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         parts = {
-            "train": lambda: train_part(work, args.device, args.train_steps),
-            "sample": lambda: sample_part(work, args.device),
-            "official": lambda: official_part(args.device),
+            "train": lambda: train_part(work, args.device, steps, args.smoke),
+            "sample": lambda: sample_part(work, args.device, args.smoke),
+            "official": lambda: official_part(args.device, 1 if args.smoke else 3, args.smoke),
         }
         for name, run in parts.items():
             if name in args.skip:
                 continue
-            print(f"\n## {name}\n")
             start = time.perf_counter()
             try:
-                run()
+                table = run()
             except Exception:  # one part's failure is a finding; the others still run
                 traceback.print_exc(file=sys.stdout)
+                report.note(f"{name}: failed ({traceback.format_exc(limit=1).strip().splitlines()[-1]})")
                 failed += 1
-            print(f"\n({name}: {time.perf_counter() - start:.0f} s)")
+                continue
+            table.notes = (table.notes + " " if table.notes else "") + f"({name}: {time.perf_counter() - start:.0f} s)"
+            report.tables.append(table)
+    report.finish(args)
     return 1 if failed else 0
 
 

@@ -440,9 +440,48 @@ def _prepared_pipeline(args: argparse.Namespace, device: str, dtype: str, model:
             pipe.transformer, TeaCacheConfig(threshold=0.2 if args.cache_threshold is None else args.cache_threshold)
         )
     apply_memory_tier(pipe, tier, device)
+    if args.ulysses * args.ring > 1:
+        from .models.context_parallel import enable_context_parallel
+
+        try:
+            enable_context_parallel(pipe.transformer, args.ulysses, args.ring)
+        except ValueError as err:
+            raise MultiTalkInputError(str(err)) from None
     if args.compile:  # each block compiled once and reused: the 40 blocks share one graph
         pipe.transformer.compile_repeated_blocks(fullgraph=False, dynamic=False)
     return pipe
+
+
+def _start_processes(args: argparse.Namespace, inputs: dict) -> bool:
+    """With ``--ulysses``/``--ring``: join torchrun's process group (NCCL on GPUs, gloo on the CPU), one GPU
+    per process. Returns whether this process writes the results (the first one does)."""
+    import os
+
+    if args.ulysses < 1 or args.ring < 1:
+        raise MultiTalkInputError(f"--ulysses and --ring must be at least 1, got {args.ulysses} and {args.ring}")
+    if args.ulysses * args.ring == 1:
+        return True
+    import torch
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ:
+        raise MultiTalkInputError(
+            f"--ulysses/--ring split one video over {args.ulysses * args.ring} processes: start them with "
+            f"torchrun --nproc_per_node {args.ulysses * args.ring} -m multitalk.cli generate ..."
+        )
+    if args.memory not in (None, "max") or args.offload or args.cache == "first-block":
+        raise MultiTalkInputError(
+            "--ulysses/--ring keep the whole model on each GPU and decide cache skips from the timestep only: "
+            "drop --memory/--offload and --cache first-block (--cache teacache works)"
+        )
+    cuda = inputs["device"].startswith("cuda")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        inputs["device"] = f"cuda:{local}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank() == 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -454,6 +493,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     inputs = _generation_inputs(args)
     request, settings, video = inputs["request"], inputs["settings"], inputs["video"]
+    writer = _start_processes(args, inputs)  # under torchrun: one process per GPU, the first one writes
     pipe = _prepared_pipeline(args, inputs["device"], inputs["dtype"], inputs["model"], inputs["loras"])
     start = time.perf_counter()
     # finished clips are kept here until the video is written, so --resume can go on after a crash
@@ -461,7 +501,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.resume and not (work_dir / "state.pt").is_file():
         print(f"multitalk generate: nothing to resume in {work_dir}; starting from the first clip", file=sys.stderr)
     warnings.filterwarnings("ignore", message="person boxes overlap")  # already reported above
-    pipe.set_progress_bar_config(disable=args.quiet)
+    pipe.set_progress_bar_config(disable=args.quiet or not writer)
     out = pipe(
         inputs["image"] if video is None else None,
         inputs["voices"],
@@ -481,6 +521,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         work_dir=work_dir,
         resume=args.resume,
     )
+    if not writer:
+        return 0
     write_video(args.output, out.frames, out.fps, audio=out.audio)
     if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -786,6 +828,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cache's threshold (default: teacache 0.2, first-block 0.05; higher skips more)",
     )
     gen.add_argument("--attention-backend", help="diffusers attention backend (e.g. native, flash, sage)")
+    gen.add_argument(
+        "--ulysses",
+        type=int,
+        default=1,
+        help="split one video's tokens over this many GPUs (Ulysses attention; run under torchrun)",
+    )
+    gen.add_argument(
+        "--ring",
+        type=int,
+        default=1,
+        help="and over this many more with ring attention (needs --attention-backend _native_cudnn or flash)",
+    )
     gen.add_argument("--save-frames", help="also write every frame as PNG into this folder")
     gen.add_argument(
         "--work-dir", type=Path, help="where finished clips are kept (default with --resume: next to the output)"

@@ -38,6 +38,7 @@ from .errors import MultiTalkInputError
 from .guidance import MomentumBuffer, three_pass, three_pass_apg, two_pass
 from .media import atomic_output
 from .models.audio_adapter import frame_windows
+from .models.context_parallel import is_first_rank
 from .models.transformer import MultiTalkTransformer3DModel
 from .processing import Processing, clean_prompt, color_correct, resize_image, resize_masks, to_uint8
 
@@ -527,6 +528,7 @@ class MultiTalkPipeline(DiffusionPipeline):
                         generator.initial_seed(),
                     ),
                 ),
+                writer=is_first_rank(self.transformer._parallel_config),
             )
             if work_dir
             else None
@@ -830,17 +832,23 @@ def _fingerprint(source, voices, prompt, negative, masks, settings) -> str:
 
 
 class _WorkDir:
-    """Finished clips of one request, so an interrupted run goes on where it stopped."""
+    """Finished clips of one request, so an interrupted run goes on where it stopped.
 
-    def __init__(self, folder: str | Path, fingerprint: str):
+    Under context parallelism every process makes the same clips: the first one writes them and
+    all of them resume from what it wrote, so they go on from the same clip."""
+
+    def __init__(self, folder: str | Path, fingerprint: str, writer: bool = True):
         self.folder = Path(folder)
         self.fingerprint = fingerprint
         self.state_path = self.folder / "state.pt"
+        self.writer = writer
 
     def exists(self) -> bool:
         return self.state_path.is_file()
 
     def save(self, pieces: list[np.ndarray], cond: torch.Tensor, generator_state: torch.Tensor) -> None:
+        if not self.writer:
+            return
         k = len(pieces) - 1
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_output(self.folder / f"clip_{k:04d}.npy") as tmp:

@@ -87,3 +87,30 @@ def check_context_parallel(heads: int, ulysses: int, ring: int, backend: str | N
             "ring attention needs a backend that returns the softmax's log-sum-exp: set --attention-backend "
             "_native_cudnn or flash (or use --ulysses only)"
         )
+
+
+def is_first_rank(parallel_config) -> bool:
+    """Whether this process writes the results (every rank computes the same video; one writes it)."""
+    cp = getattr(parallel_config, "context_parallel_config", None)
+    if cp is None or cp._flattened_mesh is None:
+        return True
+    return dist.get_rank(cp._flattened_mesh.get_group()) == 0
+
+
+def enable_context_parallel(transformer, ulysses: int = 1, ring: int = 1) -> None:
+    """Split the transformer's video tokens over the ``ulysses × ring`` processes of the started
+    process group (``torchrun``), after the checks that make a failure one clear line."""
+    from diffusers import ContextParallelConfig
+
+    if not dist.is_initialized():
+        raise ValueError("context parallelism needs a process group: run under torchrun --nproc_per_node N")
+    if dist.get_world_size() != ulysses * ring:
+        raise ValueError(
+            f"--ulysses {ulysses} x --ring {ring} = {ulysses * ring} processes, but torchrun started "
+            f"{dist.get_world_size()}; make them equal"
+        )
+    backend = None
+    for module in transformer.modules():
+        backend = getattr(getattr(module, "processor", None), "_attention_backend", None) or backend
+    check_context_parallel(transformer.config.num_attention_heads, ulysses, ring, str(backend) if backend else None)
+    transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=ulysses, ring_degree=ring))

@@ -555,14 +555,14 @@ def test_bundle_writes_a_slim_folder_that_loads_back(tmp_path):
     assert folder_size(slim) < 0.5 * folder_size(tmp_path / "full")
     with safe_open(str(slim / "transformer" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
-    assert model_sampling(slim) == {"num_frames": 9, "steps": 2}
+    assert model_sampling(slim) == {"num_frames": 9, "num_inference_steps": 2}  # the old name, stored as today's
     again = load_pipeline(slim)
     assert again.transformer.dtype == torch.float32
     for (name, a), b in zip(pipe.transformer.state_dict().items(), again.transformer.state_dict().values()):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
     assert torch.equal(again.encode_prompt(["hello"])[0], pipe.encode_prompt(["hello"])[0])
     with pytest.raises(ValueError, match="unknown sampling settings"):
-        bundle(tmp_path / "full", tmp_path / "t1", sampling={"frames": 9})
+        bundle(tmp_path / "full", tmp_path / "t1", sampling={"frame_rate": 9})
     random_pipeline("tiny").save_pretrained(tmp_path / "tiny")
     with pytest.raises(ValueError, match="MiniLM"):
         bundle(tmp_path / "tiny", tmp_path / "t2")

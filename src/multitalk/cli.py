@@ -636,6 +636,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = trainer_for(config, progress=not args.quiet)
     start = time.perf_counter()
     history = trainer.run(resume=args.resume)
+    if not trainer.main:  # with several processes, the main one reports
+        return 0
     done = [h["loss"] for h in history[-config.schedule.log_every :]]
     print(
         f"trained to step {trainer.step} in {time.perf_counter() - start:.1f} s; recent loss "
@@ -655,6 +657,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     if not Path(model).is_dir():
         raise MultiTalkInputError(f"model folder not found: {model}")
+    if args.workers < 0 or (args.workers == 0 and not args.queue):
+        raise MultiTalkInputError("--workers must be at least 1 (0 only with a shared --queue that workers serve)")
     token = args.token or os.environ.get("MULTITALK_TOKEN")
     limits = Limits(args.max_file_mb, args.max_audio_seconds, args.max_pixels)
     examples = args.examples or (Path("examples") if Path("examples").is_dir() else None)
@@ -666,9 +670,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
         examples=examples,
         workers=args.workers,
         sampling=model_sampling(model),
+        queue=_queue(args.queue),
     )
     print(f"multitalk serve: http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _queue(url: str | None) -> str | None:
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise MultiTalkInputError(f"--queue {url!r}: give a postgresql://USER@HOST/DB address")
+    return url
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Workers of a shared queue on this machine, until SIGTERM or Ctrl-C (running jobs go back to the queue)."""
+    import signal
+
+    from .app.jobs import JobStore
+    from .app.worker import Worker
+    from .checkpoints import load_pipeline
+
+    model = resolve_model(args.model)
+    if not Path(model).is_dir():
+        raise MultiTalkInputError(f"model folder not found: {model}")
+    if not args.data.is_dir():
+        raise MultiTalkInputError(f"--data {args.data} is not a folder; give the jobs folder serve uses")
+    try:
+        store = JobStore(args.data, queue=_queue(args.queue), dead_after=args.dead_after)
+    except Exception as err:  # an unreachable or refused database: one line, not a traceback
+        raise MultiTalkInputError(f"--queue {args.queue}: {str(err).strip().splitlines()[0]}") from None
+    pool = [Worker(store, lambda: load_pipeline(model), heartbeat=args.heartbeat) for _ in range(args.workers)]
+    for worker in pool:
+        worker.start()
+    signal.signal(signal.SIGTERM, lambda *_: [w.stopping.set() for w in pool])
+    print(f"multitalk worker: {args.workers} worker(s) on {args.queue.split('@')[-1]}", flush=True)
+    try:
+        while any(w.is_alive() for w in pool):
+            for worker in pool:
+                worker.join(timeout=0.5)
+    except KeyboardInterrupt:
+        for worker in pool:
+            worker.stopping.set()
+        for worker in pool:
+            worker.join(timeout=30)
     return 0
 
 
@@ -882,14 +927,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=7860)
     serve.add_argument("--model", help="model folder (as for generate)")
-    serve.add_argument("--workers", type=_positive(int), default=1, help="jobs run at once, one model each")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="jobs run at once here, one model each (0 with a shared --queue: this machine only takes jobs)",
+    )
     serve.add_argument("--data", type=Path, default=Path("multitalk-data"), help="jobs, uploads and videos")
+    serve.add_argument(
+        "--queue",
+        help="postgresql://USER@HOST/DB: a queue shared with `multitalk worker` on other machines "
+        "(--data must then be a folder they all see); default: SQLite in --data",
+    )
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set MULTITALK_TOKEN)")
     serve.add_argument("--examples", type=Path, help="examples folder shown on the page (default ./examples)")
     serve.add_argument("--max-file-mb", type=float, default=50.0)
     serve.add_argument("--max-audio-seconds", type=float, default=300.0)
     serve.add_argument("--max-pixels", type=int, default=4096 * 4096)
     serve.set_defaults(run=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run the jobs of a shared queue (no web page; see serve --queue)")
+    worker.add_argument("--queue", required=True, help="postgresql://USER@HOST/DB, as given to serve")
+    worker.add_argument("--data", type=Path, required=True, help="the jobs folder serve uses (shared storage)")
+    worker.add_argument("--model", help="model folder (as for generate)")
+    worker.add_argument("--workers", type=_positive(int), default=1, help="jobs run at once here, one model each")
+    worker.add_argument("--heartbeat", type=_positive(float), default=10.0, help="seconds between heartbeats")
+    worker.add_argument(
+        "--dead-after", type=_positive(float), default=60.0, help="requeue a running job silent this long"
+    )
+    worker.set_defaults(run=cmd_worker)
 
     sync = commands.add_parser("eval-sync", help="score a video's lip-sync and binding against a synthetic scene")
     sync.add_argument("video", help="video file to score")

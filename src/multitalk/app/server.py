@@ -154,11 +154,12 @@ def create_app(
     examples: str | Path | None = None,
     workers: int = 1,
     sampling: dict | None = None,
+    queue: str | None = None,
 ) -> FastAPI:
     """``load_pipeline()`` is called once per worker thread (each holds its own model); ``sampling``:
     the model's own sampling settings (``checkpoints.model_sampling``), the defaults of every job."""
     defaults = default_settings(sampling)
-    store = JobStore(data_dir)
+    store = JobStore(data_dir, queue=queue)
     limits = limits or Limits()
     pool = [Worker(store, load_pipeline) for _ in range(workers)]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import torch
 
 from ..constants import OLD_SETTING_NAMES
 from ..media import read_audio, read_image, read_video_frames, write_video
-from .jobs import JobStore
+from .jobs import HEARTBEAT_SECONDS, JobStore, worker_name
 
 log = logging.getLogger("multitalk.serve")
 
@@ -22,7 +23,13 @@ class Interrupted(Exception):
     """The server is shutting down: the job goes back to the queue and resumes on the next start."""
 
 
-def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None = None) -> None:
+class Lost(Exception):
+    """The job was requeued under this worker (it was silent too long): another worker has it now."""
+
+
+def run_job(
+    pipe, store: JobStore, job: dict, stopping: threading.Event | None = None, worker: str | None = None
+) -> None:
     folder = store.folder(job["id"])
     request = job["request"]
     settings = {OLD_SETTING_NAMES.get(k, k): v for k, v in request["settings"].items()}  # jobs queued before the rename
@@ -37,17 +44,16 @@ def run_job(pipe, store: JobStore, job: dict, stopping: threading.Event | None =
 
     def on_step(pipe, step, t, kwargs):
         clip, clips, steps = kwargs["clip"], kwargs["clips"], pipe.num_timesteps
-        if store.progress(
-            job["id"],
-            {
-                "clip": clip + 1,
-                "clips": clips,
-                "step": step + 1,
-                "steps": steps,
-                "fraction": (clip * steps + step + 1) / (clips * steps),
-            },
-        ):
-            raise Cancelled
+        progress = {
+            "clip": clip + 1,
+            "clips": clips,
+            "step": step + 1,
+            "steps": steps,
+            "fraction": (clip * steps + step + 1) / (clips * steps),
+        }
+        if store.progress(job["id"], progress, worker):
+            current = store.get(job["id"])
+            raise Lost if current is None or (worker and current["worker"] != worker) else Cancelled
         if stopping is not None and stopping.is_set():
             raise Interrupted
         return {}
@@ -81,27 +87,54 @@ _LOADING = threading.Lock()
 
 
 class Worker(threading.Thread):
-    def __init__(self, store: JobStore, load_pipeline, poll_seconds: float = 0.2):
+    """One model, jobs one after the other. With a shared queue it also beats a heartbeat while it
+    runs a job and requeues the jobs of workers (on any machine) that stopped beating."""
+
+    def __init__(self, store: JobStore, load_pipeline, poll_seconds: float = 0.2, heartbeat: float = HEARTBEAT_SECONDS):
         super().__init__(daemon=True, name="multitalk-worker")
-        self.store, self.load_pipeline, self.poll_seconds = store, load_pipeline, poll_seconds
+        self.store, self.load_pipeline, self.poll_seconds, self.heartbeat = (
+            store,
+            load_pipeline,
+            poll_seconds,
+            heartbeat,
+        )
         self.pipe = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
         with _LOADING:
             self.pipe = self.load_pipeline()
+        name, last_reap = worker_name(), 0.0
         while not self.stopping.is_set():
-            job = self.store.next_queued()
+            if self.store.shared and time.monotonic() - last_reap > self.heartbeat:
+                self.store.reap()
+                last_reap = time.monotonic()
+            job = self.store.next_queued(name)
             if job is None:
                 self.stopping.wait(self.poll_seconds)
                 continue
-            try:
-                run_job(self.pipe, self.store, job, self.stopping)
-                self.store.finish(job["id"], "done")
-            except Interrupted:
-                self.store.requeue(job["id"])
-            except Cancelled:
-                self.store.finish(job["id"], "cancelled")
-            except Exception as err:  # a failed job must not take the worker down
-                log.exception("job %s failed", job["id"])
-                self.store.finish(job["id"], "failed", f"{type(err).__name__}: {err}")
+            self._run(job, name)
+
+    def _run(self, job: dict, name: str) -> None:
+        done = threading.Event()
+
+        def beat() -> None:  # steps can take minutes on a large model: the heartbeat has its own thread
+            while not done.wait(self.heartbeat):
+                self.store.beat(job["id"], name)
+
+        beating = threading.Thread(target=beat, daemon=True, name="multitalk-heartbeat")
+        beating.start()
+        try:
+            run_job(self.pipe, self.store, job, self.stopping, name)
+            self.store.finish(job["id"], "done", worker=name)
+        except Interrupted:
+            self.store.requeue(job["id"])
+        except Cancelled:
+            self.store.finish(job["id"], "cancelled", worker=name)
+        except Lost:
+            log.warning("job %s was requeued while this worker ran it; another worker goes on", job["id"])
+        except Exception as err:  # a failed job must not take the worker down
+            log.exception("job %s failed", job["id"])
+            self.store.finish(job["id"], "failed", f"{type(err).__name__}: {err}", worker=name)
+        finally:
+            done.set()

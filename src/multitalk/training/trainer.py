@@ -1,5 +1,10 @@
 """The trainer: flow matching on cached latents, on accelerate (1 CPU, 1 GPU or many).
 
+With several processes (``accelerate launch --num_processes N``) each draws its own batches and
+noise (seeded from the run's seed and its process index), gradients are averaged by accelerate,
+the clip cache is built once by the main process, and only the main process writes checkpoints'
+trainer state, loss curve, samples, the final model and the progress lines.
+
 Partial-parameter training freezes everything but the audio adapter, ``norm_x`` and the
 audio cross-attention; a digest of the frozen weights is checked at every checkpoint, so a
 frozen parameter that moves stops the run. Multi-task mixing turns a configured share of
@@ -10,6 +15,7 @@ the "no audio" and "no text" predictions that guidance needs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -107,8 +113,14 @@ class TrainingLoop:
 
         self.config, self.progress = config, progress
         self.output = Path(config.output)
+        from accelerate.utils import DistributedDataParallelKwargs
+
         try:
-            self.accelerator = Accelerator(mixed_precision=config.optim.mixed_precision)
+            self.accelerator = Accelerator(
+                mixed_precision=config.optim.mixed_precision,
+                # partial training and dropped audio leave some trainable weights without a gradient in a step
+                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            )
         except ValueError as err:  # accelerate keeps one state per process
             if "already been initialized" not in str(err):
                 raise
@@ -117,9 +129,17 @@ class TrainingLoop:
                 f"{config.optim.mixed_precision!r}; run this config in its own process "
                 "(`multitalk train` does)"
             ) from None
+        started = int(os.environ.get("WORLD_SIZE", "1"))
+        if started > self.accelerator.num_processes:
+            raise MultiTalkError(
+                f"{started} processes were started but accelerate sees {self.accelerator.num_processes}: on the CPU "
+                "start them with ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m multitalk.cli train ..."
+            )
         set_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.noise = torch.Generator().manual_seed(config.seed)
+        rank, self.main = self.accelerator.process_index, self.accelerator.is_main_process
+        # each process its own batches and noise; one process draws exactly what a single-process run draws
+        self.rng = np.random.default_rng(config.seed if rank == 0 else [config.seed, rank])
+        self.noise = torch.Generator().manual_seed(config.seed + 1_000_003 * rank)
         self.step, self.history = 0, []
         self.digest = None  # frozen-weight digest, for stages that freeze weights
 
@@ -135,11 +155,19 @@ class TrainingLoop:
     def run(self, resume: bool = False) -> list[dict]:
         if resume:
             self.load_latest()
-        print(self.describe())
-        bar = tqdm(total=self.config.schedule.steps, initial=self.step, desc="training", disable=not self.progress)
+        if self.main:
+            print(self.describe())
+        bar = tqdm(
+            total=self.config.schedule.steps,
+            initial=self.step,
+            desc="training",
+            disable=not (self.progress and self.main),
+        )
         start, first = time.perf_counter(), self.step
         while self.step < self.config.schedule.steps:
             loss, kind = self.train_step()
+            if self.accelerator.num_processes > 1:  # the logged loss is the mean over the processes
+                loss = float(self.accelerator.reduce(torch.tensor(loss, device=self.accelerator.device), "mean"))
             self.history.append({"step": self.step, "loss": loss, "kind": kind})
             bar.update(1)
             if self.step % self.config.schedule.log_every == 0:
@@ -150,10 +178,13 @@ class TrainingLoop:
                 )
             if self.step % self.config.schedule.checkpoint_every == 0 or self.step == self.config.schedule.steps:
                 self.save_checkpoint()
-            if self.config.schedule.sample_every and self.step % self.config.schedule.sample_every == 0:
+            if self.main and self.config.schedule.sample_every and self.step % self.config.schedule.sample_every == 0:
                 self.write_sample()
         bar.close()
-        self.save_final()
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            self.save_final()
+        self.accelerator.wait_for_everyone()
         return self.history
 
     def _checkpoints(self) -> list[Path]:
@@ -163,16 +194,18 @@ class TrainingLoop:
         if self.digest and weights_digest(self.accelerator.unwrap_model(self.model), frozen_only=True) != self.digest:
             raise MultiTalkError("a frozen parameter changed during partial training; stopping")
         folder = self.output / "checkpoints" / f"step_{self.step:07d}"
-        self.accelerator.save_state(str(folder))
-        state = {
-            "step": self.step,
-            "rng": self.rng.bit_generator.state,
-            "history": self.history,
-            "noise": self.noise.get_state().tolist(),
-        }
-        with atomic_output(folder / "trainer.json") as tmp:  # written last: the checkpoint is complete
-            tmp.write_text(json.dumps(state))
-        write_loss_curve(self.history, self.output / "loss.png")
+        self.accelerator.save_state(str(folder))  # every process: accelerate writes the shared parts once
+        draws = {"rng": self.rng.bit_generator.state, "noise": self.noise.get_state().tolist()}
+        rank = self.accelerator.process_index
+        if rank:  # the other processes' own draws, beside the main one's trainer.json
+            with atomic_output(folder / f"draws_{rank}.json") as tmp:
+                tmp.write_text(json.dumps(draws))
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            with atomic_output(folder / "trainer.json") as tmp:  # written last: the checkpoint is complete
+                tmp.write_text(json.dumps({"step": self.step, "history": self.history, **draws}))
+            write_loss_curve(self.history, self.output / "loss.png")
+        self.accelerator.wait_for_everyone()
         return folder
 
     def load_latest(self) -> bool:
@@ -183,6 +216,15 @@ class TrainingLoop:
         self.accelerator.load_state(str(folder))
         state = json.loads((folder / "trainer.json").read_text())
         self.step, self.history = state["step"], state["history"]
+        rank = self.accelerator.process_index
+        draws = folder / f"draws_{rank}.json"
+        if rank and draws.is_file():
+            state = json.loads(draws.read_text())
+        elif rank:  # saved by fewer processes: this one draws from a fresh stream of its own from here
+            state = {
+                "rng": np.random.default_rng([self.config.seed, rank, self.step]).bit_generator.state,
+                "noise": torch.Generator().manual_seed(self.config.seed + rank + self.step).get_state().tolist(),
+            }
         self.rng.bit_generator.state = state["rng"]
         self.noise.set_state(torch.tensor(state["noise"], dtype=torch.uint8))
         return True
@@ -208,17 +250,18 @@ class Trainer(TrainingLoop):
         self.digest = weights_digest(model, frozen_only=True)
         self._prepare(model, [p for p in model.parameters() if p.requires_grad])
         cache = Path(config.data.cache) if config.data.cache else self.output / "cache"
-        files = build_cache(
-            self.pipe,
-            config.data.folders,
-            cache,
-            config.data.frames,
-            config.data.size,
-            tuple(config.data.people),
-            progress,
-            config.data.clips_per_sample,
-            config.data.motion_frames,
-        )
+        with self.accelerator.main_process_first():  # the main process encodes; the others then find every clip
+            files = build_cache(
+                self.pipe,
+                config.data.folders,
+                cache,
+                config.data.frames,
+                config.data.size,
+                tuple(config.data.people),
+                progress and self.main,
+                config.data.clips_per_sample,
+                config.data.motion_frames,
+            )
         self.clips = CachedClips(files, cache)
 
     def describe(self) -> str:

@@ -704,7 +704,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     for worker in pool:
         worker.start()
     signal.signal(signal.SIGTERM, lambda *_: [w.stopping.set() for w in pool])
-    print(f"multitalk worker: {args.workers} worker(s) on {args.queue.split('@')[-1]}", flush=True)
+    while any(w.pipe is None and w.is_alive() for w in pool):  # say "ready" once the models are loaded
+        time.sleep(0.1)
+    print(f"multitalk worker: {args.workers} worker(s) ready on {args.queue.split('@')[-1]}", flush=True)
     try:
         while any(w.is_alive() for w in pool):
             for worker in pool:

@@ -76,3 +76,13 @@ def test_truncated_image_is_an_input_error(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(MultiTalkInputError, match="not a readable image"):
         read_image(tmp_path / "cut.png")
+
+
+def test_the_same_frames_and_sound_make_the_same_mp4_bytes(tmp_path):
+    """One x264 thread: the file does not depend on how busy the machine is."""
+    rng = np.random.default_rng(0)
+    frames = (rng.random((9, 64, 96, 3)) * 255).astype(np.uint8)
+    sound = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    for k in range(3):
+        write_video(tmp_path / f"{k}.mp4", frames, 25, audio=sound)
+    assert len({(tmp_path / f"{k}.mp4").read_bytes() for k in range(3)}) == 1

@@ -648,6 +648,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
+    import sqlite3
 
     import uvicorn
 
@@ -659,19 +660,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise MultiTalkInputError(f"model folder not found: {model}")
     if args.workers < 0 or (args.workers == 0 and not args.queue):
         raise MultiTalkInputError("--workers must be at least 1 (0 only with a shared --queue that workers serve)")
-    token = args.token or os.environ.get("MULTITALK_TOKEN")
+    token = args.token if args.token is not None else os.environ.get("MULTITALK_TOKEN")
+    if token is not None and not token.strip():
+        raise MultiTalkInputError("--token is empty; give a secret, or leave it out on a loopback address")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if token is None and not loopback and not args.no_auth:
+        raise MultiTalkInputError(
+            f"--host {args.host} lets other machines in: give --token SECRET (or MULTITALK_TOKEN), "
+            "or --no-auth if something in front of it checks who may come in"
+        )
     limits = Limits(args.max_file_mb, args.max_audio_seconds, args.max_pixels)
     examples = args.examples or (Path("examples") if Path("examples").is_dir() else None)
-    app = create_app(
-        args.data,
-        lambda: load_pipeline(model),
-        token=token,
-        limits=limits,
-        examples=examples,
-        workers=args.workers,
-        sampling=model_sampling(model),
-        queue=_queue(args.queue),
-    )
+    try:
+        app = create_app(
+            args.data,
+            lambda: load_pipeline(model),
+            token=token,
+            limits=limits,
+            examples=examples,
+            workers=args.workers,
+            sampling=model_sampling(model),
+            queue=_queue(args.queue),
+        )
+    except (OSError, sqlite3.Error) as err:  # a full disk, an unreadable folder, a refused database
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        raise MultiTalkError(f"cannot open the job queue in {args.data}: {reason}") from None
     print(f"multitalk serve: http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -942,6 +955,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(--data must then be a folder they all see); default: SQLite in --data",
     )
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set MULTITALK_TOKEN)")
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve beyond loopback without a token (only behind something that checks who comes in)",
+    )
     serve.add_argument("--examples", type=Path, help="examples folder shown on the page (default ./examples)")
     serve.add_argument("--max-file-mb", type=float, default=50.0)
     serve.add_argument("--max-audio-seconds", type=float, default=300.0)

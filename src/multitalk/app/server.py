@@ -9,14 +9,17 @@ which needs a UI framework's own queue and state.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import math
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from ..conditioning.people import in_person_order
 from ..constants import OLD_SETTING_NAMES
@@ -63,6 +66,7 @@ SETTING_TYPES = {
     "audio_guidance": float,
     "shift": float,
 }
+MAX_PROMPT_CHARS = 4000
 MAX_SETTINGS = {"num_inference_steps": 1000, "num_frames": 1001}  # the CLI's limits: memory and time grow with them
 
 
@@ -74,6 +78,9 @@ def _parse_request(text: str, defaults: dict) -> dict:
     for field in ("negative_prompt", "audio_type"):
         if data.get(field) is not None and not isinstance(data[field], str):
             raise HTTPException(400, f"{field} must be a string")
+    for field in ("prompt", "negative_prompt"):
+        if len(data.get(field) or "") > MAX_PROMPT_CHARS:  # the text encoder reads 512 tokens at most
+            raise HTTPException(400, f"{field} is over {MAX_PROMPT_CHARS} characters; the model reads 512 tokens")
     return {
         "prompt": data["prompt"],
         "negative_prompt": data.get("negative_prompt"),
@@ -174,11 +181,21 @@ def create_app(
             worker.join(timeout=30)
 
     app = FastAPI(
-        title="multitalk", version="1", description="Videos of people talking to each other.", lifespan=lifespan
+        title="multitalk",
+        version="1",
+        description="Videos of people talking to each other.",
+        lifespan=lifespan,
+        # with a token, the API description is served behind it too (_add_docs_routes)
+        docs_url=None if token else "/docs",
+        redoc_url=None,
+        openapi_url=None if token else "/openapi.json",
     )
     app.state.store = store
     app.state.workers = pool
     guarded = [Depends(_authorizer(token))]
+    _add_protections(app, store, limits)
+    if token:
+        _add_docs_routes(app, guarded)
     _add_info_routes(app, defaults, guarded)
     _add_submit_route(app, store, defaults, limits, guarded)
     _add_job_routes(app, store, guarded)
@@ -187,22 +204,120 @@ def create_app(
 
 
 def _authorizer(token: str | None):
-    """The dependency every guarded route runs: the token as a Bearer header or a ``token`` query."""
+    """The dependency every guarded route runs. With a token: ``Authorization: Bearer <token>``, compared in
+    constant time (GETs may also carry it as ``?token=``: a ``<video src>`` cannot send headers). Without one:
+    requests that change something must come from the page's own origin, so another site cannot send them."""
 
     def authorized(request: Request) -> None:
         if token is None:
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                origin = request.headers.get("origin")
+                if origin and urlsplit(origin).netloc != request.headers.get("host"):
+                    raise HTTPException(403, "cross-site request refused: send it from this server's own page")
             return
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if given != token and request.query_params.get("token") != token:
+        header = request.headers.get("authorization", "")
+        given = header[len("Bearer ") :] if header.startswith("Bearer ") else None
+        if given is None and request.method in ("GET", "HEAD"):
+            given = request.query_params.get("token")
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
 
     return authorized
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+PAGE_POLICY = (  # the page's own scripts and styles are inline; media come from this server or the page's blobs
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; media-src 'self' blob:; frame-ancestors 'none'"
+)
+
+
+def _add_protections(app: FastAPI, store: JobStore, limits: Limits) -> None:
+    """Security headers on every answer, the upload size enforced while the body streams in, and storage
+    errors (a full disk) answered in one line instead of a 500 with a traceback."""
+    most = int(limits.max_file_mb * 1e6 * (limits.max_people + 1) + 1e6)  # every file at its limit, plus the form
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > most:
+            return JSONResponse({"detail": f"request body is over {most / 1e6:.0f} MB"}, status_code=413)
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith("/docs"):  # Swagger UI loads its scripts from a CDN
+            response.headers["Content-Security-Policy"] = PAGE_POLICY
+        return response
+
+    app.add_middleware(BodyLimit, most=most)
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    async def storage_error(request: Request, err: Exception):
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        return JSONResponse({"detail": f"the server cannot write its data ({reason}); try again later"}, 507)
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 as soon as a request body passes ``most`` bytes, whatever its
+    Content-Length says (a chunked upload has none), and stop the app from reading or answering more."""
+
+    def __init__(self, app, most: int):
+        self.app, self.most = app, most
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        seen, answered = 0, False
+
+        async def limited():
+            nonlocal seen, answered
+            message = await receive()
+            if message["type"] == "http.request" and not answered:
+                seen += len(message.get("body", b""))
+                if seen > self.most:
+                    answered = True
+                    detail = {"detail": f"request body is over {self.most / 1e6:.0f} MB"}
+                    await JSONResponse(detail, status_code=413)(scope, receive, send)
+                    return {"type": "http.disconnect"}  # the app stops reading: the client is gone for it
+            return message
+
+        async def quiet_after_answer(message):
+            if not answered:
+                await send(message)
+
+        try:
+            await self.app(scope, limited, quiet_after_answer)
+        except Exception:
+            if not answered:
+                raise
+
+
+def _add_docs_routes(app: FastAPI, guarded: list) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
+    def openapi() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=guarded)
+    def docs(request: Request) -> HTMLResponse:
+        token = request.query_params.get("token", "")
+        return get_swagger_ui_html(openapi_url=f"/openapi.json?token={quote(token)}", title="multitalk API")
+
+
 def _add_info_routes(app: FastAPI, defaults: dict, guarded: list) -> None:
     @app.get("/v1/health")
-    def health() -> dict:
-        return {"ok": True, "models_loaded": sum(w.pipe is not None for w in app.state.workers)}
+    def health() -> JSONResponse:
+        """503 with the reasons when a worker cannot write its results (a full disk, say)."""
+        problems = [w.problem for w in app.state.workers if w.problem]
+        loaded = sum(w.pipe is not None for w in app.state.workers)
+        if problems:
+            return JSONResponse({"ok": False, "degraded": problems, "models_loaded": loaded}, status_code=503)
+        return JSONResponse({"ok": True, "models_loaded": loaded})
 
     @app.get("/v1/settings", dependencies=guarded)
     def settings() -> dict:
@@ -275,14 +390,21 @@ def _add_submit_route(app: FastAPI, store: JobStore, defaults: dict, limits: Lim
             _check_job(spec, reference_path, kind == "video", audio_paths, limits)
         except MultiTalkInputError as err:
             shutil.rmtree(folder, ignore_errors=True)
-            raise HTTPException(400, str(err)) from None
-        except HTTPException:
+            raise HTTPException(400, _without_paths(str(err), folder, store.root)) from None
+        except BaseException:  # whatever stops a job from entering the queue takes its folder with it
             shutil.rmtree(folder, ignore_errors=True)
             raise
         spec.update(audio=[p.name for p in audio_paths])
         spec[kind] = reference_path.name
         store.enqueue(job_id, spec)
         return _public(store, store.get(job_id))
+
+
+def _without_paths(message: str, *folders: Path) -> str:
+    """An error as the client may see it: file names, never where they live on the server."""
+    for folder in folders:
+        message = message.replace(str(folder) + "/", "").replace(str(folder), "<data>")
+    return message
 
 
 def _add_job_routes(app: FastAPI, store: JobStore, guarded: list) -> None:

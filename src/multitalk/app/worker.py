@@ -100,6 +100,7 @@ class Worker(threading.Thread):
         )
         self.pipe = None
         self.stopping = threading.Event()
+        self.problem: str | None = None  # why this worker cannot record results right now (health says degraded)
 
     def run(self) -> None:
         with _LOADING:
@@ -109,11 +110,30 @@ class Worker(threading.Thread):
             if self.store.shared and time.monotonic() - last_reap > self.heartbeat:
                 self.store.reap()
                 last_reap = time.monotonic()
-            job = self.store.next_queued(name)
+            try:
+                job = self.store.next_queued(name)
+            except Exception as err:  # the queue cannot be read or written (a full disk, a lost database)
+                self._trouble(err)
+                self.stopping.wait(max(self.poll_seconds, 1.0))
+                continue
             if job is None:
                 self.stopping.wait(self.poll_seconds)
                 continue
             self._run(job, name)
+
+    def _trouble(self, err: Exception) -> None:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        if self.problem is None:
+            log.error("the job queue cannot be written: %s", reason)
+        self.problem = f"{type(err).__name__}: {reason}"
+
+    def _record(self, update, *args, **kwargs) -> None:
+        """A store write that must not kill the worker: on failure the worker reports itself degraded."""
+        try:
+            update(*args, **kwargs)
+            self.problem = None
+        except Exception as err:
+            self._trouble(err)
 
     def _run(self, job: dict, name: str) -> None:
         done = threading.Event()
@@ -126,15 +146,17 @@ class Worker(threading.Thread):
         beating.start()
         try:
             run_job(self.pipe, self.store, job, self.stopping, name)
-            self.store.finish(job["id"], "done", worker=name)
+            self._record(self.store.finish, job["id"], "done", worker=name)
         except Interrupted:
-            self.store.requeue(job["id"])
+            self._record(self.store.requeue, job["id"])
         except Cancelled:
-            self.store.finish(job["id"], "cancelled", worker=name)
+            self._record(self.store.finish, job["id"], "cancelled", worker=name)
         except Lost:
             log.warning("job %s was requeued while this worker ran it; another worker goes on", job["id"])
         except Exception as err:  # a failed job must not take the worker down
             log.exception("job %s failed", job["id"])
-            self.store.finish(job["id"], "failed", f"{type(err).__name__}: {err}", worker=name)
+            reason = getattr(err, "strerror", None) if isinstance(err, OSError) else None
+            message = f"{type(err).__name__}: {reason or err}"  # an OSError without the server's paths
+            self._record(self.store.finish, job["id"], "failed", message, worker=name)
         finally:
             done.set()

@@ -141,7 +141,7 @@ def read_request(args: argparse.Namespace, need_audio: bool = True, need_prompt:
         raise MultiTalkInputError(
             "no reference image: give INPUT.json with cond_image (or cond_video), or --image (or --video)"
         )
-    if need_audio and not request["audio"]:
+    if need_audio and not request["audio"] and not request.get("tts"):
         raise MultiTalkInputError("no audio: give INPUT.json with cond_audio, or --audio (once per person)")
     if need_prompt and not request["prompt"]:
         raise MultiTalkInputError("no prompt: give INPUT.json with prompt, or --prompt")
@@ -171,10 +171,9 @@ def _read_input_json(source: Path) -> dict:
     from .conditioning.people import in_person_order
 
     data = _load_json_object(source)
-    if "tts_audio" in data and "cond_audio" not in data:
-        raise MultiTalkInputError(
-            "tts_audio needs a text-to-speech model, which multitalk does not ship; give recorded voices in cond_audio"
-        )
+    tts = data.get("tts_audio") if not data.get("cond_audio") else None
+    if tts is not None and not (isinstance(tts, dict) and isinstance(tts.get("text"), str)):
+        raise MultiTalkInputError('tts_audio must be {"text": "(s1) ... (s2) ...", "human1_voice": "en+m3", ...}')
     audio = data.get("cond_audio") or {}
     if not isinstance(audio, dict) or not all(isinstance(v, str) for v in audio.values()):
         raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio file names")
@@ -195,6 +194,8 @@ def _read_input_json(source: Path) -> dict:
         _set_reference(request, _resolve(str(data["cond_video"]), base))
     if "bbox" in data:
         request["bboxes"] = _input_boxes(data["bbox"])
+    if tts is not None:  # voices spoken from text (conditioning/tts.py), on one timeline
+        request["tts"], request["audio_type"] = tts, "para"
     return request
 
 
@@ -372,7 +373,12 @@ def _generation_inputs(args: argparse.Namespace) -> dict:
         image = video[0]
     else:
         image = read_image(request["image"])
-    voices = [read_audio(path) for path in request["audio"]]
+    if request.get("tts") and not args.audio:
+        from .conditioning.tts import tts_tracks
+
+        voices = tts_tracks(request["tts"])
+    else:
+        voices = [read_audio(path) for path in request["audio"]]
     mask_image = read_image(args.mask_image) if args.mask_image else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -379,6 +379,10 @@ def _generation_inputs(args: argparse.Namespace) -> dict:
         voices = tts_tracks(request["tts"])
     else:
         voices = [read_audio(path) for path in request["audio"]]
+    if args.auto_boxes and request["bboxes"] is None and len(voices) > 1:  # boxes from the faces in the picture
+        from .conditioning.faces import person_boxes
+
+        request["bboxes"], args.bbox_format = person_boxes(image, len(voices)), "tlbr"
     mask_image = read_image(args.mask_image) if args.mask_image else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -561,6 +565,10 @@ def cmd_masks(args: argparse.Namespace) -> int:
     if request["image"] is None:
         raise MultiTalkInputError("masks needs a reference image (cond_image, or --image)")
     image = read_image(request["image"])
+    if args.auto_boxes and not request["bboxes"]:
+        from .conditioning.faces import face_boxes, person_boxes
+
+        request["bboxes"] = person_boxes(image, len(request["audio"]) or len(face_boxes(image)) or 1)
     people = len(request["audio"]) or (len(request["bboxes"]) if request["bboxes"] else 1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -791,6 +799,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--bbox", action="append", type=_bbox, help="a person's box a,b,c,d (repeat, person order)")
     gen.add_argument(
+        "--auto-boxes",
+        action="store_true",
+        help="no bbox given: find the faces and box each person's head and shoulders, left to right "
+        "(needs opencv-python-headless; without it, the official split into halves)",
+    )
+    gen.add_argument(
         "--bbox-format",
         choices=["tlbr", "xyxy"],
         default="tlbr",
@@ -920,6 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--image", help="reference image (instead of cond_image)")
     masks.add_argument("--bbox", action="append", type=_bbox, help="a person's box a,b,c,d (repeat)")
     masks.add_argument("--size", help="480, 720 or WxH, as for generate (default 480)")
+    masks.add_argument("--auto-boxes", action="store_true", help="boxes from the faces found (as generate's flag)")
     masks.set_defaults(run=cmd_masks)
 
     convert = commands.add_parser(

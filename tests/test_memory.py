@@ -44,3 +44,29 @@ def test_tiers_that_need_a_gpu_are_refused_on_the_cpu():
     for tier, message in (("balanced", "--memory max"), ("low", "--memory max"), ("tiny", "unknown --memory")):
         with pytest.raises(MultiTalkInputError, match=message):
             check_tier(tier, "cpu")
+
+
+@pytest.mark.parametrize("kind, tolerance", [("int8", 0.05), ("fp8", 0.15)])
+def test_torchao_weight_only_quantization_keeps_the_output(kind, tolerance):
+    pytest.importorskip("torchao", reason="torchao is not installed")
+    from multitalk.memory import check_quantize, quantize_weights
+
+    torch.manual_seed(0)
+    model = MultiTalkTransformer3DModel.from_preset("small").eval()
+    args = inputs(model)
+    with torch.no_grad():
+        plain = model(**args)[0]
+        try:
+            count = quantize_weights(model, kind)
+            quantized = model(**args)[0]
+        except (NotImplementedError, RuntimeError) as err:  # a kernel this CPU build lacks
+            pytest.skip(f"{kind} weight-only kernels are not available here: {err}")
+    assert count > 0
+    error = ((quantized - plain).norm() / plain.norm()).item()
+    assert error <= tolerance, error
+    assert type(model.blocks[0].attn1.to_q.weight).__name__ == {"int8": "Int8Tensor", "fp8": "Float8Tensor"}[kind]
+    assert type(model.audio_proj.proj1.weight) is torch.nn.Parameter  # the adapter stays as it is
+    with pytest.raises(MultiTalkInputError, match="already stores"):
+        check_quantize(kind, "low")
+    with pytest.raises(MultiTalkInputError, match="unknown --quantize"):
+        check_quantize("int4", "max")

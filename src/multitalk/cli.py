@@ -410,12 +410,13 @@ def _prepared_pipeline(args: argparse.Namespace, device: str, dtype: str, model:
 
     from .checkpoints import load_pipeline
     from .errors import CheckpointError
-    from .memory import apply_memory_tier, check_tier
+    from .memory import apply_memory_tier, check_quantize, check_tier
 
     if args.memory and args.offload:
         raise MultiTalkInputError("--offload is --memory balanced; give one of them")
     tier = args.memory or ("balanced" if args.offload and device != "cpu" else "max")
     check_tier(tier, device)
+    check_quantize(args.quantize, tier)
     offload = tier != "max"
     try:
         pipe = load_pipeline(
@@ -449,6 +450,10 @@ def _prepared_pipeline(args: argparse.Namespace, device: str, dtype: str, model:
         apply_teacache(
             pipe.transformer, TeaCacheConfig(threshold=0.2 if args.cache_threshold is None else args.cache_threshold)
         )
+    if args.quantize:
+        from .memory import quantize_weights
+
+        quantize_weights(pipe.transformer, args.quantize)
     apply_memory_tier(pipe, tier, device)
     if args.ulysses * args.ring > 1:
         from .models.context_parallel import enable_context_parallel
@@ -908,6 +913,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cache's threshold (default: teacache 0.2, first-block 0.05; higher skips more)",
     )
     gen.add_argument("--attention-backend", help="diffusers attention backend (e.g. native, flash, sage)")
+    gen.add_argument(
+        "--quantize",
+        choices=["int8", "fp8"],
+        help="store the transformer's linear weights in int8 or float8 (torchao, weight-only; about half the memory)",
+    )
     gen.add_argument(
         "--ulysses",
         type=int,

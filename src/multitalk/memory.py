@@ -7,6 +7,10 @@
   on a CUDA stream meanwhile) and stored in float8 (cast up to the compute dtype layer by layer; the
   embeddings, norms, output head and MultiTalk's audio adapter stay in their own dtype); the text
   and image encoders offloaded layer by layer; the VAE decodes in tiles.
+
+Beside the tiers, ``quantize_weights`` stores the DiT's linear weights in int8 or float8 with
+torchao's weight-only quantization (computation stays in the model's dtype): about half the bf16
+weight memory, with ``max`` or ``balanced``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from .errors import MultiTalkInputError
 
 TIERS = ("max", "balanced", "low")
+QUANTIZED = ("int8", "fp8")
 # kept out of float8 storage: small, and the precision of embeddings, norms and the adapter matters
 FP8_SKIP = ("patch_embedding", "condition_embedder", "norm", "proj_out", "scale_shift_table", "audio_proj")
 
@@ -65,3 +70,34 @@ def apply_memory_tier(pipe, tier: str, device: str) -> None:
     pipe.vae.to(device)
     if isinstance(pipe.audio_encoder, torch.nn.Module):
         pipe.audio_encoder.to(device)
+
+
+def check_quantize(kind: str | None, tier: str) -> None:
+    if kind is None:
+        return
+    if kind not in QUANTIZED:
+        raise MultiTalkInputError(f"unknown --quantize {kind!r}; use one of {QUANTIZED}")
+    if tier == "low":
+        raise MultiTalkInputError("--memory low already stores the blocks in float8; drop --quantize (or use balanced)")
+
+
+def quantize_weights(transformer, kind: str) -> int:
+    """torchao weight-only quantization of the DiT's linear layers, in place; returns how many.
+
+    The audio adapter, the embeddings and the output head stay as they are (small, and their
+    precision matters most), as in float8 storage (``FP8_SKIP``)."""
+    try:
+        from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+    except ImportError:
+        raise MultiTalkInputError("--quantize needs torchao: pip install torchao") from None
+    config = Int8WeightOnlyConfig() if kind == "int8" else Float8WeightOnlyConfig()
+    chosen = []
+
+    def wanted(module, name: str) -> bool:
+        keep = isinstance(module, torch.nn.Linear) and not any(part in name for part in FP8_SKIP)
+        if keep:
+            chosen.append(name)
+        return keep
+
+    quantize_(transformer, config, filter_fn=wanted)
+    return len(chosen)

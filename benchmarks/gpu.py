@@ -9,8 +9,11 @@ Three tables (each part can be skipped; a part that fails prints its error and t
   the GPU whenever there is one, whatever ``--device`` says.
 * sample: one 2-person clip from a random ``small`` pipeline, same seed, on the CPU and on the
   device: time, and how far the device's frames are from the CPU's (pixel levels, 0-255).
-* official size: the ``wan2.1-i2v-14b-480p`` transformer (random weights, bf16) on an 81-frame
-  480x832 clip with 2 people: seconds per forward pass with Label-RoPE audio, and without audio.
+* official size: the ``wan2.1-i2v-14b-480p`` transformer (random weights, bf16, built on the meta device
+  and filled on the GPU) on an 81-frame 480x832 clip: seconds per forward for 1, 2 and 3 people and
+  without audio, the 3-pass and 2-pass steps, the share of the GPU's bf16 peak, the forward with int8 /
+  fp8 weights, with the blocks offloaded in fp8 (``--memory low``) and compiled (``--compile``), each
+  with its peak GPU memory, and how many of 40 steps TeaCache computes.
 
     python benchmarks/gpu.py [--train-steps 300] [--skip official]
     python benchmarks/gpu.py --smoke              # tiny shapes on whatever device there is (run by the tests)
@@ -201,67 +204,142 @@ def sample_part(work: Path, device: str, smoke: bool = False) -> Table:
     )
 
 
-def official_part(device: str, repeats: int = 3, smoke: bool = False) -> Table:
-    from multitalk.models import MultiTalkTransformer3DModel
+# dense bf16 peak of the GPUs people run this on (TFLOPS, NVIDIA's data sheets; no sparsity)
+BF16_PEAK = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L40": 181, "A6000": 155, "4090": 165, "3090": 71}
 
-    frames, height, width, people = (9, 64, 64, 2) if smoke else (81, 480, 832, 2)
-    preset = "tiny" if smoke else "wan2.1-i2v-14b-480p"
-    lat_t, lat_h, lat_w = (frames - 1) // 4 + 1, height // 8, width // 8
-    with torch.device(device):
-        torch.manual_seed(0)
-        model = MultiTalkTransformer3DModel.from_preset(preset).to(torch.bfloat16).eval()
+
+def official_inputs(model, people: int, frames: int, height: int, width: int, device: str) -> dict:
     cfg = model.config
-    params = sum(p.numel() for p in model.parameters())
+    lat_t, lat_h, lat_w = (frames - 1) // 4 + 1, height // 8, width // 8
     g = torch.Generator(device).manual_seed(0)
     masks = torch.zeros(people + 1, lat_h, lat_w, device=device)
-    masks[0, : lat_h - 1, : lat_w // 2 - 1] = 1
-    masks[1, : lat_h - 1, lat_w // 2 + 1 :] = 1
-    masks[2] = 1 - masks[:2].amax(0)
-    inputs = dict(
-        hidden_states=torch.randn(
-            1, cfg.in_channels, lat_t, lat_h, lat_w, generator=g, device=device, dtype=torch.bfloat16
-        ),
+    edges = torch.linspace(0, lat_w, people + 1).round().long().tolist()
+    for p in range(people):
+        masks[p, 1 : lat_h - 1, edges[p] + 1 : max(edges[p + 1] - 1, edges[p] + 2)] = 1
+    masks[people] = 1 - masks[:people].amax(0)
+    bf16 = dict(device=device, dtype=torch.bfloat16, generator=g)
+    return dict(
+        hidden_states=torch.randn(1, cfg.in_channels, lat_t, lat_h, lat_w, **bf16),
         timestep=torch.tensor([500.0], device=device),
-        encoder_hidden_states=torch.randn(1, 512, cfg.text_dim, generator=g, device=device, dtype=torch.bfloat16),
-        encoder_hidden_states_image=torch.randn(1, 257, cfg.image_dim, generator=g, device=device, dtype=torch.bfloat16)
-        if cfg.image_dim
-        else None,
-        audio=torch.randn(
-            1,
-            people,
-            frames,
-            cfg.audio_window,
-            cfg.audio_layers,
-            cfg.audio_channels,
-            generator=g,
-            device=device,
-            dtype=torch.bfloat16,
-        ),
+        encoder_hidden_states=torch.randn(1, 512, cfg.text_dim, **bf16),
+        encoder_hidden_states_image=torch.randn(1, 257, cfg.image_dim, **bf16) if cfg.image_dim else None,
+        audio=torch.randn(1, people, frames, cfg.audio_window, cfg.audio_layers, cfg.audio_channels, **bf16),
         reference_masks=masks,
     )
-    tokens = lat_t * lat_h * lat_w // 4
-    rows = []
+
+
+def timed_forward(model, inputs: dict, device: str, repeats: int) -> tuple[float, float]:
+    """Median seconds per forward and peak GPU memory (GiB; nan on the CPU), after one warm-up."""
     with torch.inference_mode():
-        for name, overrides in (("Label-RoPE audio, 2 people", {}), ("no audio", {"audio": None})):
-            model(**{**inputs, **overrides})  # warm-up
+        model(**inputs)
+        sync(device)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(**inputs)
             sync(device)
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats(device)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(**{**inputs, **overrides})
-                sync(device)
-                times.append(time.perf_counter() - start)
-            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else float("nan")
-            rows.append([name, f"{statistics.median(times):.3f}", f"{peak:.1f} GiB"])
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else float("nan")
+    return statistics.median(times), peak
+
+
+def forward_flops(model, tokens: int) -> float:
+    """Matmul FLOPs of one no-audio forward: 2 x weights x tokens for the linear layers of the blocks, plus
+    self-attention's 4 x tokens² x width per block (text and CLIP cross-attention counted in the linears)."""
+    cfg = model.config
+    width = cfg.num_attention_heads * cfg.attention_head_dim
+    linear = sum(m.weight.numel() for n, m in model.blocks.named_modules() if isinstance(m, torch.nn.Linear))
+    linear -= sum(p.numel() for n, p in model.blocks.named_parameters() if "audio_cross_attn" in n and "weight" in n)
+    return 2 * linear * tokens + 4 * tokens**2 * width * cfg.num_layers
+
+
+def official_part(device: str, repeats: int = 3, smoke: bool = False, compile_blocks: bool = False) -> Table:
+    """The official transformer shape with random weights: forwards by people count, the guidance passes of a
+    step, the share of the GPU's bf16 peak, and the lighter ways to hold the weights."""
+    from multitalk.models import MultiTalkTransformer3DModel
+
+    frames, height, width = (9, 64, 64) if smoke else (81, 480, 832)
+    preset = "tiny" if smoke else "wan2.1-i2v-14b-480p"
+    with torch.device("meta"):  # built without memory, then materialised on the device: no checkpoint on disk
+        model = MultiTalkTransformer3DModel.from_preset(preset)
+    model = model.to_empty(device=device).to(torch.bfloat16).eval()
+    torch.manual_seed(0)
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=0.02)
+    params = sum(p.numel() for p in model.parameters())
+    tokens = ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
+    rows, seconds = [], {}
+    for people in (1, 2, 3):
+        seconds[people], peak = timed_forward(
+            model, official_inputs(model, people, frames, height, width, device), device, repeats
+        )
+        rows.append(
+            [f"forward, {people} {'person' if people == 1 else 'people'}", f"{seconds[people]:.3f}", f"{peak:.1f} GiB"]
+        )
+    plain = {**official_inputs(model, 2, frames, height, width, device), "audio": None}
+    seconds[0], peak = timed_forward(model, plain, device, repeats)
+    rows.append(["forward, no audio", f"{seconds[0]:.3f}", f"{peak:.1f} GiB"])
+    rows.append(["step, 3 passes (2 people): cond, no text, no audio", f"{2 * seconds[2] + seconds[0]:.3f}", ""])
+    rows.append(["step, 2 passes (2 people; text guidance 1)", f"{seconds[2] + seconds[0]:.3f}", ""])
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else ""
+    peak_tflops = next((v for k, v in BF16_PEAK.items() if k in name), None)
+    achieved = forward_flops(model, tokens) / seconds[0] / 1e12
+    share = f", {achieved / peak_tflops:.0%} of the {peak_tflops} TFLOPS bf16 peak" if peak_tflops else ""
+    overhead = seconds[2] / seconds[0] - 1
+    notes = [f"No-audio forward: {achieved:.0f} TFLOPS{share}; audio overhead with 2 people: {overhead:.0%}."]
+    notes.append(teacache_note(model))
+    rows += weight_rows(model, plain, device, repeats, compile_blocks)
     return Table(
-        ["variant", f"s per forward (median of {repeats})", "peak GPU memory"],
+        ["variant", f"s (median of {repeats})", "peak GPU memory"],
         rows,
         title=f"**The official size**: the `{preset}` transformer, random weights in bf16 ({params / 1e9:.2f} B "
-        f"parameters): one forward pass on a {frames}-frame {height}×{width} clip ({tokens} video tokens), "
-        f"{people} people, 512 text tokens, 257 CLIP tokens; attention through diffusers' dispatch.",
+        f"parameters) built on the meta device and filled on {device}: one forward pass on a {frames}-frame "
+        f"{height}×{width} clip ({tokens} video tokens), 512 text tokens, 257 CLIP tokens; attention through "
+        "diffusers' dispatch. Steps are sums of their forwards.",
+        notes=" ".join(notes),
     )
+
+
+def teacache_note(model) -> str:
+    """How many of the official 40 steps TeaCache computes (its decision reads only the timestep embedding)."""
+    from multitalk.pipeline import shifted_timesteps
+    from multitalk.teacache import COEFFICIENTS, TeaCacheConfig, teacache_schedule
+
+    timesteps = shifted_timesteps(40, 7.0)[:-1].to(next(model.parameters()).device)
+    with torch.inference_mode():
+        schedule = teacache_schedule(model, timesteps, TeaCacheConfig(threshold=0.2), COEFFICIENTS["480"])
+    return f"TeaCache at threshold 0.2 computes {sum(schedule)} of the 40 steps of the official 480p schedule."
+
+
+def weight_rows(model, inputs: dict, device: str, repeats: int, compile_blocks: bool) -> list[list[str]]:
+    """The no-audio forward with the weights held the lighter ways (each on a fresh copy where it changes them)."""
+    import copy
+
+    from multitalk.memory import offload_transformer_blocks, quantize_weights
+
+    rows = []
+    variants = {
+        "int8 weights (--quantize int8)": lambda m: quantize_weights(m, "int8"),
+        "fp8 weights (--quantize fp8)": lambda m: quantize_weights(m, "fp8"),
+        "blocks offloaded, fp8 storage (--memory low)": lambda m: offload_transformer_blocks(m.to("cpu"), device),
+    }
+    if compile_blocks:
+        variants["compiled blocks (--compile)"] = lambda m: m.compile_repeated_blocks(fullgraph=False, dynamic=False)
+    for label, change in variants.items():
+        try:
+            candidate = copy.deepcopy(model)
+            change(candidate)
+            took, peak = timed_forward(candidate, inputs, device, repeats)
+            rows.append([f"forward, no audio, {label}", f"{took:.3f}", f"{peak:.1f} GiB"])
+        except Exception as err:  # a piece this device or build lacks is a finding, not the end of the run
+            rows.append([f"forward, no audio, {label}", f"failed: {type(err).__name__}", ""])
+        finally:
+            candidate = None
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    return rows
 
 
 def main() -> int:
@@ -270,6 +348,7 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--skip", nargs="*", default=[], choices=PARTS)
     parser.add_argument("--work", type=Path, default=None, help="folder for the synthetic clips and runs")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled blocks (minutes to compile)")
     add_arguments(parser, "tiny shapes and 4 training steps, on the CPU when there is no GPU")
     args = parser.parse_args()
     if args.device is None:
@@ -289,7 +368,7 @@ def main() -> int:
         parts = {
             "train": lambda: train_part(work, args.device, steps, args.smoke),
             "sample": lambda: sample_part(work, args.device, args.smoke),
-            "official": lambda: official_part(args.device, 1 if args.smoke else 3, args.smoke),
+            "official": lambda: official_part(args.device, 1 if args.smoke else 3, args.smoke, args.compile),
         }
         for name, run in parts.items():
             if name in args.skip:

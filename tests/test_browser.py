@@ -82,3 +82,38 @@ def test_page_generates_the_duet_example_and_plays_it(tmp_path):
             shutil.copy(shot, REPO / "docs" / "img" / "ui.png")
     finally:
         server.kill()
+
+
+@pytest.mark.skipif(_requirements() is not None, reason=str(_requirements()))
+def test_page_dubs_a_video(tmp_path):
+    """The dub example's source video is uploaded as `video`: boxes on its first frame, a dubbed result."""
+    from playwright.sync_api import sync_playwright
+
+    model = tmp_path / "tiny"
+    random_pipeline("tiny").save_pretrained(model)
+    server, base = serve_in_background(model, tmp_path / "data", "--examples", str(REPO / "examples"))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(base + "/")
+            page.click("button[data-example=dub]")
+            page.wait_for_function("document.querySelectorAll('#people .person').length === 2")
+            page.wait_for_function("document.getElementById('canvas').width > 0", timeout=30_000)
+            page.click("summary")
+            for field, value in {"num_inference_steps": "1", "num_frames": "9", "motion_frames": "3"}.items():
+                page.fill(f"#{field}", value)
+            page.click("#start")
+            page.wait_for_selector("#video", timeout=120_000)
+            assert "done" in page.inner_text("#status")
+            browser.close()
+        import httpx
+
+        jobs = httpx.get(base + "/v1/jobs").json()
+        assert len(jobs) == 1 and jobs[0]["state"] == "done"
+        folder = tmp_path / "data" / "jobs" / jobs[0]["id"]
+        assert (folder / "source.mp4").is_file() and (
+            folder / "video.mp4"
+        ).is_file()  # the source kept beside the result
+    finally:
+        server.kill()

@@ -382,7 +382,9 @@ def _add_submit_route(app: FastAPI, store: JobStore, defaults: dict, limits: Lim
         reference, kind = (image, "image") if image is not None else (video, "video")
         try:
             suffix = Path(reference.filename or "").suffix or (".png" if kind == "image" else ".mp4")
-            reference_path = await _save(reference, folder, f"{kind}{suffix}", limits)
+            # a video to dub is kept as source.*: the job's result is video.mp4 beside it
+            stem = "image" if kind == "image" else "source"
+            reference_path = await _save(reference, folder, f"{stem}{suffix}", limits)
             audio_paths = [
                 await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}", limits)
                 for i, a in enumerate(audio)

@@ -221,3 +221,29 @@ def test_dub_example_runs_with_the_bundled_model(tmp_path):
         == 0
     )
     assert (tmp_path / "dub.mp4").stat().st_size > 0
+
+
+def test_an_av1_video_is_read_and_resampled(tmp_path):
+    """Any codec PyAV reads: an AV1 (SVT-AV1) 30 fps source comes out at 25 fps, frame by timestamp."""
+    from fractions import Fraction
+
+    import av
+
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("this PyAV build has no AV1 encoder to write the test file")
+    path = tmp_path / "av1.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libsvtav1", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert av.open(str(path)).streams.video[0].codec_context.name in ("libdav1d", "av1", "libaom-av1")
+    frames = read_video_frames(path)
+    assert len(frames) == 25 and frames[0].shape == (48, 64, 3)  # one second at 25 fps
+    levels = [float(np.asarray(frames[j]).mean()) for j in (0, 5, 10, 20)]
+    assert levels == sorted(levels) and abs(levels[2] - 8 * 12) < 10  # frame 10 at 25 fps shows source frame 12

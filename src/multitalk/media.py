@@ -267,8 +267,10 @@ def read_video_frames(path: str | os.PathLike, fps: float = 25.0, keep=None) -> 
                         count += 1
                 previous, last_time = frame, t
             if previous is not None:
+                # the last frame stays one source frame long; containers that count time in milliseconds
+                # (Matroska, WebM) round it, so half a millisecond of slack keeps a phantom frame out
                 end = last_time + 1.0 / source_fps
-                while count / fps < end - 1e-9:
+                while count / fps < end - 5e-4:
                     if keep is None or keep(count):
                         held[count] = previous.to_ndarray(format="rgb24")
                     count += 1

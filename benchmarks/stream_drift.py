@@ -24,9 +24,8 @@ from held_out import describe_sampling, generate, resolve_sampling, sampling_arg
 from report import Report, add_arguments
 
 from multitalk.checkpoints import default_model, load_pipeline
-from multitalk.conditioning.people import frames_from_uint8
 from multitalk.evaluation import evaluate_sync
-from multitalk.media import frame_strip, write_image
+from multitalk.media import frame_strip, frames_from_uint8, write_image
 from multitalk.synthetic import make_sample, random_scene
 
 SCENE_SEED = 970_000

@@ -36,9 +36,8 @@ from diffusers import AutoencoderKLWan
 from report import Report, add_arguments
 from safetensors.torch import load_file
 
-from multitalk.conditioning.people import frames_from_uint8, frames_to_uint8
 from multitalk.evaluation import evaluate_sync
-from multitalk.media import frame_strip, write_image
+from multitalk.media import frame_strip, frames_from_uint8, frames_to_uint8, write_image
 from multitalk.synthetic import make_sample, random_scene
 from multitalk.synthetic.splits import HELD_OUT_START
 from multitalk.training import load_config

@@ -585,8 +585,7 @@ def test_clips_carry_their_samples_reference_image_latents(tmp_path, data):
 
 
 def read_first_frame(folder):
-    from multitalk.conditioning.people import frames_from_uint8
-    from multitalk.media import read_video
+    from multitalk.media import frames_from_uint8, read_video
 
     return frames_from_uint8(read_video(folder / "video.mp4")[0][:1])[:, 0]
 

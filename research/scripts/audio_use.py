@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from multitalk.checkpoints import load_pipeline
-from multitalk.conditioning.people import frames_to_uint8
 from multitalk.evaluation import evaluate_sync
+from multitalk.media import frames_to_uint8
 from multitalk.synthetic.dataset import load_scene_record
 from multitalk.training import TrainConfig, load_config
 from multitalk.training.data import CachedClips, build_cache, sample_folders

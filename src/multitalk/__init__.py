@@ -2,7 +2,14 @@
 
 __version__ = "0.1.0"
 
+import logging
+
 from .errors import CheckpointError, MultiTalkError, MultiTalkInputError  # noqa: E402
+
+# diffusers imports torchao whenever it is installed; on a machine without its GPU kernels torchao logs a
+# warning per missing library (and torch one per torchao enum) at every start: not actionable, so quiet
+for _noisy in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 # Heavy classes load on first use, so `multitalk --help` stays fast. diffusers' pipeline loader
 # also finds saved components here by name (model_index.json says ["multitalk", "<class>"]).

@@ -194,6 +194,18 @@ def write_video(
                     container.mux(packet)
 
 
+def frames_from_uint8(frames: np.ndarray):
+    """uint8 ``(F, H, W, 3)`` -> float tensor ``[3, F, H, W]`` in [-1, 1], as they are (no resize)."""
+    import torch
+
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
+
+
+def frames_to_uint8(video) -> np.ndarray:
+    """The way back: float tensor ``[3, F, H, W]`` in [-1, 1] -> uint8 ``(F, H, W, 3)``, rounded."""
+    return ((video.detach().float().cpu().permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+
+
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     """All frames as uint8 ``(T, H, W, 3)`` and the frame rate."""
     import av

@@ -28,7 +28,7 @@ from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 
 from .conditioning.audio import check_audio_type, combine_voices
-from .conditioning.people import bucket_table, frames_to_uint8, nearest_bucket, person_masks
+from .conditioning.people import bucket_table, nearest_bucket, person_masks
 from .constants import NUM_TRAIN_TIMESTEPS, OLD_SETTING_NAMES, SAMPLE_RATE
 from .encoders.audio import MelAudioEncoder, Wav2Vec2AudioEncoder
 from .encoders.image import CLIPImageEncoder
@@ -36,7 +36,7 @@ from .encoders.text import TextEncoder
 from .encoders.wan_original import CLIP_MEAN, CLIP_STD, clip_pixels
 from .errors import MultiTalkInputError
 from .guidance import MomentumBuffer, three_pass, three_pass_apg, two_pass
-from .media import atomic_output
+from .media import atomic_output, frames_to_uint8
 from .models.audio_adapter import frame_windows
 from .models.context_parallel import is_first_rank
 from .models.transformer import MultiTalkTransformer3DModel

@@ -118,7 +118,7 @@ def to_uint8(video: torch.Tensor, how: str = "truncate") -> np.ndarray:
     ``truncate``: ``clip((x + 1)/2 · 255, 0, 255)`` cast down, the official writer's arithmetic.
     """
     if how == "round":
-        from .conditioning.people import frames_to_uint8
+        from .media import frames_to_uint8
 
         return frames_to_uint8(video)
     unit = ((video.detach().float().cpu() + 1) / 2).permute(1, 2, 3, 0).numpy()

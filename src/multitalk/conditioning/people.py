@@ -134,16 +134,6 @@ def resize_and_center_crop_frames(frames: np.ndarray, target: tuple[int, int]) -
     return torch.stack([resize_and_center_crop(f, target) for f in frames], dim=1)
 
 
-def frames_from_uint8(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``(F, H, W, 3)`` -> float ``[3, F, H, W]`` in [-1, 1], as they are (no resize)."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
-
-
-def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
-    """The way back: float ``[3, F, H, W]`` in [-1, 1] -> uint8 ``(F, H, W, 3)``."""
-    return ((video.detach().float().cpu().permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
-
-
 def to_tlbr(box, fmt: str) -> list[float]:
     if fmt not in BBOX_FORMATS:
         raise MultiTalkInputError(f"unknown bbox format {fmt!r}; use one of {BBOX_FORMATS}")

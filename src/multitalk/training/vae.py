@@ -36,9 +36,9 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
-from ..conditioning.people import frames_from_uint8, frames_to_uint8, resize_and_center_crop_frames
+from ..conditioning.people import resize_and_center_crop_frames
 from ..errors import MultiTalkInputError
-from ..media import read_video
+from ..media import frames_from_uint8, frames_to_uint8, read_video
 from .config import TrainConfig
 from .digest import weights_digest
 from .regions import Regions, head_weights

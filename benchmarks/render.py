@@ -37,7 +37,9 @@ script also has a `--smoke` mode (tiny sizes, seconds) that the tests run.
 
 
 def render(results: Path = RESULTS) -> str:
-    files = sorted(results.glob("*.json"))
+    files = sorted(
+        results.glob("*.json"), key=lambda p: (p.stem.split("-")[0], "-" in p.stem, p.stem)
+    )  # main run first
     by_script: dict[str, list[dict]] = {}
     for path in files:
         data = json.loads(path.read_text())

@@ -10,16 +10,9 @@ import torch
 
 from multitalk.cli import main
 from multitalk.conditioning.audio import combine_voices
-from multitalk.conditioning.people import (
-    BUCKETS_480P,
-    default_masks,
-    frames_from_uint8,
-    frames_to_uint8,
-    masks_from_bboxes,
-    nearest_bucket,
-)
+from multitalk.conditioning.people import BUCKETS_480P, default_masks, masks_from_bboxes, nearest_bucket
 from multitalk.guidance import three_pass, two_pass
-from multitalk.media import probe, read_video
+from multitalk.media import frames_from_uint8, frames_to_uint8, probe, read_video
 from multitalk.pipeline import clip_lengths
 from multitalk.random_pipeline import random_pipeline
 from multitalk.synthetic import make_sample, random_scene

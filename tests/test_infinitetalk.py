@@ -64,8 +64,14 @@ def test_infinitetalk_default_carries_9_frames(pipe):
 
     pipe.generate_clip = spy
     try:  # 13-frame clips: 25 motion frames (MultiTalk's default) would not even fit
-        pipe(
-            video=video, audio=voices, prompt="two people talk", num_frames=13, num_inference_steps=1, mode="streaming"
+        pipe(  # at 64 x 64: the official 480p bucket would only make it slow
+            video=video,
+            audio=voices,
+            prompt="two people talk",
+            num_frames=13,
+            num_inference_steps=1,
+            mode="streaming",
+            size=(64, 64),
         )
     finally:
         del pipe.generate_clip

@@ -80,7 +80,7 @@ def wait_for(condition, timeout: float = 180.0):
 
 def test_two_workers_take_twenty_jobs_none_lost_none_twice(queue, shared):
     store, inputs, boxes = shared
-    jobs = [submit(store, inputs, boxes, num_inference_steps=2) for _ in range(20)]
+    jobs = [submit(store, inputs, boxes, num_inference_steps=1, mode="clip", num_frames=5) for _ in range(20)]
     workers = [start_worker(queue, store, inputs / "tiny") for _ in range(2)]
     try:
         wait_for(lambda: all(store.get(j)["state"] in ("done", "failed") for j in jobs))

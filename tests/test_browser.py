@@ -28,6 +28,18 @@ FLAGS = [
 ]
 
 
+def wait_until(page, expression: str, timeout_ms: int = 30_000) -> None:
+    """Poll ``expression`` with page.evaluate (Playwright's wait_for_function compiles strings inside the page,
+    which its Content-Security-Policy forbids: the page's own policy stays on in this test)."""
+    import time
+
+    deadline = time.time() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)
+
+
 def _requirements() -> str | None:
     if not Path(CHROMIUM).exists():
         return "Chromium is not installed (apt install chromium)"
@@ -57,8 +69,8 @@ def test_page_generates_the_duet_example_and_plays_it(tmp_path):
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(base + "/")
             page.click("button[data-example=duet]")
-            page.wait_for_function("document.querySelectorAll('#people .person').length === 2")
-            page.wait_for_function("document.getElementById('prompt').value.length > 0")
+            wait_until(page, "document.querySelectorAll('#people .person').length === 2")
+            wait_until(page, "document.getElementById('prompt').value.length > 0")
             if not for_docs:  # the tiny model, fast
                 page.click("summary")
                 for field, value in {"num_inference_steps": "2", "num_frames": "9", "motion_frames": "3"}.items():
@@ -71,9 +83,9 @@ def test_page_generates_the_duet_example_and_plays_it(tmp_path):
                     f"no video: status {page.inner_text('#status')!r}, form {page.inner_text('#form-error')!r}"
                 ) from None
             assert page.eval_on_selector("#progress", "p => p.value") == 1
-            page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=30_000)
+            wait_until(page, "document.getElementById('video').readyState >= 2", 30_000)
             page.eval_on_selector("#video", "v => v.play()")
-            page.wait_for_function("document.getElementById('video').currentTime > 0", timeout=30_000)
+            wait_until(page, "document.getElementById('video').currentTime > 0", 30_000)
             assert "done" in page.inner_text("#status")
             shot = tmp_path / "ui.png"
             page.screenshot(path=str(shot), full_page=True)
@@ -98,8 +110,8 @@ def test_page_dubs_a_video(tmp_path):
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(base + "/")
             page.click("button[data-example=dub]")
-            page.wait_for_function("document.querySelectorAll('#people .person').length === 2")
-            page.wait_for_function("document.getElementById('canvas').width > 0", timeout=30_000)
+            wait_until(page, "document.querySelectorAll('#people .person').length === 2")
+            wait_until(page, "document.getElementById('canvas').width > 0", 30_000)
             page.click("summary")
             for field, value in {"num_inference_steps": "1", "num_frames": "9", "motion_frames": "3"}.items():
                 page.fill(f"#{field}", value)

@@ -243,9 +243,6 @@ def _add_protections(app: FastAPI, store: JobStore, limits: Limits) -> None:
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > most:
-            return JSONResponse({"detail": f"request body is over {most / 1e6:.0f} MB"}, status_code=413)
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         if not request.url.path.startswith("/docs"):  # Swagger UI loads its scripts from a CDN
@@ -262,8 +259,9 @@ def _add_protections(app: FastAPI, store: JobStore, limits: Limits) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: answer 413 as soon as a request body passes ``most`` bytes, whatever its
-    Content-Length says (a chunked upload has none), and stop the app from reading or answering more."""
+    """ASGI middleware: answer 413 when a request declares more than ``most`` bytes (before reading any), or as
+    soon as its body passes them whatever it declared (a chunked upload declares nothing), and stop the app
+    from reading or answering more."""
 
     def __init__(self, app, most: int):
         self.app, self.most = app, most
@@ -271,6 +269,10 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        too_large = JSONResponse({"detail": f"request body is over {self.most / 1e6:.0f} MB"}, status_code=413)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.most:
+            return await too_large(scope, receive, send)
         seen, answered = 0, False
 
         async def limited():
@@ -280,8 +282,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.most:
                     answered = True
-                    detail = {"detail": f"request body is over {self.most / 1e6:.0f} MB"}
-                    await JSONResponse(detail, status_code=413)(scope, receive, send)
+                    await too_large(scope, receive, send)
                     return {"type": "http.disconnect"}  # the app stops reading: the client is gone for it
             return message
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from contextlib import contextmanager
+
+from multitalk.app.background import free_port
 
 
 def _binaries() -> str | None:
@@ -19,12 +20,6 @@ def _binaries() -> str | None:
             return folder
     found = shutil.which("initdb")
     return os.path.dirname(found) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -51,7 +46,7 @@ def postgres_url():
             return
         os.chown(folder, user.pw_uid, user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     data = os.path.join(folder, "data")
     init = subprocess.run(
         [*run_as, f"{binaries}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],

@@ -3,22 +3,20 @@ batches, one process writes, the loss falls, and a resumed run retraces the stra
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from multitalk.synthetic import write_dataset
+from test_context_parallel import torchrun
 
 HERE = Path(__file__).resolve().parent
 
 
 def launch(config: Path, out: Path, resume: bool = False) -> dict:
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     run = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", str(HERE / "multiprocess_training_worker.py")]
+        [*torchrun(), "--standalone", "--nproc_per_node", "2", str(HERE / "multiprocess_training_worker.py")]
         + [str(config), str(out), "resume" if resume else "fresh"],
         capture_output=True,
         text=True,

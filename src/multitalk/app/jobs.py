@@ -47,7 +47,13 @@ COLUMNS = """
     worker TEXT,
     heartbeat {real}
 """
-ADDED = {"crashes": "INTEGER NOT NULL DEFAULT 0", "claims": "INTEGER NOT NULL DEFAULT 0", "worker": "TEXT"}
+# columns a SQLite queue written by an older version lacks (SQLite's types)
+ADDED = {
+    "crashes": "INTEGER NOT NULL DEFAULT 0",
+    "claims": "INTEGER NOT NULL DEFAULT 0",
+    "worker": "TEXT",
+    "heartbeat": "REAL",
+}
 CRASHED = (
     f"the worker stopped {MAX_CRASHES} times while running this job (out of memory or killed?); "
     "it is not resumed again — submit it with fewer frames or steps"
@@ -73,8 +79,6 @@ class _SQLite:
         for name, kind in ADDED.items():  # a queue written by an older version
             if name not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
-        if "heartbeat" not in present:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN heartbeat REAL")
 
     def execute(self, sql: str, args: tuple = ()) -> list[dict]:
         with self._lock:

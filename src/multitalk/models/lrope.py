@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .context_parallel import global_min_max
+
 
 @dataclass(frozen=True)
 class LabelLayout:
@@ -107,8 +109,6 @@ def assign_labels(reference_map: torch.Tensor, layout: LabelLayout, shard=None) 
     takes the value of the class (person or background) with the largest raw map. Under context
     parallelism (``shard``) the min and max are over every process's tokens.
     """
-    from .context_parallel import global_min_max
-
     people = reference_map.shape[1] - 1
     person_maps = reference_map[:, :people]  # B, P, S
     low, high = global_min_max(person_maps.amin(-1, keepdim=True), person_maps.amax(-1, keepdim=True), shard)

@@ -204,17 +204,16 @@ class JobStore:
             )
         return len(ids)
 
-    def progress(self, job_id: str, progress: dict, worker: str | None = None) -> bool:
-        """Record progress; returns whether the job must stop (asked to, or no longer this worker's)."""
+    def progress(self, job_id: str, progress: dict, worker: str | None = None) -> str | None:
+        """Record progress; returns why the job must stop: "lost" (gone, or no longer this worker's), "cancel"
+        (asked to), or None to go on."""
         rows = self._execute(
             "UPDATE jobs SET progress=?, heartbeat=? WHERE id=? RETURNING cancel, worker, state",
             (json.dumps(progress), time.time(), job_id),
         )
-        if not rows:
-            return True
-        row = rows[0]
-        lost = worker is not None and (row["worker"] != worker or row["state"] != "running")
-        return bool(row["cancel"]) or lost
+        if not rows or (worker is not None and (rows[0]["worker"] != worker or rows[0]["state"] != "running")):
+            return "lost"
+        return "cancel" if rows[0]["cancel"] else None
 
     def finish(self, job_id: str, state: str, error: str | None = None, worker: str | None = None) -> None:
         if worker is None:

@@ -51,9 +51,9 @@ def run_job(
             "steps": steps,
             "fraction": (clip * steps + step + 1) / (clips * steps),
         }
-        if store.progress(job["id"], progress, worker):
-            current = store.get(job["id"])
-            raise Lost if current is None or (worker and current["worker"] != worker) else Cancelled
+        stop = store.progress(job["id"], progress, worker)
+        if stop:
+            raise Lost if stop == "lost" else Cancelled
         if stopping is not None and stopping.is_set():
             raise Interrupted
         return {}

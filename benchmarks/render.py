@@ -27,6 +27,7 @@ ORDER = [
     "sampling_sweep",
     "stream_drift",
 ]
+MISSING = {"gpu": " (it needs a CUDA GPU, and none was available; an earlier run is in research/findings)"}
 HEADER = """# Benchmarks
 
 Each section is the latest full run of one script in `benchmarks/`, with the command, date and
@@ -52,6 +53,9 @@ def render(results: Path = RESULTS) -> str:
         runs = by_script.get(script, [])
         for k, data in enumerate(runs):
             parts.append(to_markdown(data, heading=k == 0))
+        if not runs:
+            why = MISSING.get(script, "")
+            parts.append(f"## `benchmarks/{script}.py`\n\nNo full run of the current script is on record yet{why}.\n")
     return "\n".join(parts)
 
 

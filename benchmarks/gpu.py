@@ -1,7 +1,7 @@
 """What a lent GPU shows, in one short run: training and sampling work on CUDA and agree with
 the CPU, how fast they are, and the official-size transformer's step time with random weights.
 
-Three tables (each part can be skipped; a part that fails prints its error and the rest go on):
+Four tables (each part can be skipped; a part that fails prints its error and the rest go on):
 
 * train: ``multitalk train`` itself, one process per run, on synthetic clips with the demo model's
   shape (the ``small`` preset) and the demo recipe's mix settings: steps/s in float32 and bf16 (on
@@ -14,6 +14,11 @@ Three tables (each part can be skipped; a part that fails prints its error and t
   without audio, the 3-pass and 2-pass steps, the share of the GPU's bf16 peak, the forward with int8 /
   fp8 weights, with the blocks offloaded in fp8 (``--memory low``) and compiled (``--compile``), each
   with its peak GPU memory, and how many of 40 steps TeaCache computes.
+* lora: a whole 4-step clip as lightx2v users make it, at the official size with random weights
+  (the 14B transformer, Wan's VAE, umT5-XXL, CLIP ViT-H/14 and wav2vec2-base shapes): a
+  rank-32 LoRA in the published key format fused, ``--preset lightx2v`` (4 steps, 2 passes), an
+  81-frame 480x832 clip with 2 people, wall time from the call to the decoded frames, for each
+  memory tier (``max``, ``balanced``, ``low``) with its peak GPU memory.
 
     python benchmarks/gpu.py [--train-steps 300] [--skip official]
     python benchmarks/gpu.py --smoke              # tiny shapes on whatever device there is (run by the tests)
@@ -39,7 +44,7 @@ import numpy as np
 import torch
 from report import Report, Table, add_arguments
 
-PARTS = ("train", "sample", "official")
+PARTS = ("train", "sample", "official", "lora")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -342,6 +347,156 @@ def weight_rows(model, inputs: dict, device: str, repeats: int, compile_blocks: 
     return rows
 
 
+def random_modules(model, smoke: bool, device: str) -> dict:
+    """The encoders and VAE around ``model`` at the official shapes (tiny ones in ``--smoke``), random weights:
+    built on the meta device, materialised on ``device`` and filled there."""
+    from diffusers import AutoencoderKLWan
+    from transformers import (
+        AutoTokenizer,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        UMT5Config,
+        UMT5EncoderModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+    )
+
+    from multitalk.encoders.text import minilm_path
+
+    cfg = model.config
+    if smoke:
+        t5 = UMT5Config(d_model=cfg.text_dim, d_ff=2 * cfg.text_dim, num_layers=1, num_heads=2, d_kv=8)
+        audio = Wav2Vec2Config(
+            hidden_size=cfg.audio_channels,
+            num_hidden_layers=cfg.audio_layers,
+            num_attention_heads=2,
+            intermediate_size=16,
+            conv_dim=(16,) * 7,
+            num_conv_pos_embedding_groups=2,
+        )
+        vae = dict(base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    else:  # umT5-XXL's encoder, chinese-wav2vec2-base's shape (transformers' defaults), Wan2.1's VAE
+        t5 = UMT5Config(d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64, vocab_size=256384)
+        audio = Wav2Vec2Config()
+        vae = {}
+    built = {}
+    with torch.device("meta"):
+        built["text_encoder"] = UMT5EncoderModel(t5)
+        built["audio_encoder"] = Wav2Vec2Model(audio)
+        built["vae"] = AutoencoderKLWan(z_dim=cfg.out_channels, **vae)
+        if cfg.image_dim:  # CLIP ViT-H/14's vision tower, as the I2V model reads it
+            built["image_encoder"] = CLIPVisionModel(
+                CLIPVisionConfig(
+                    hidden_size=cfg.image_dim,
+                    intermediate_size=4 * cfg.image_dim,
+                    num_hidden_layers=32,
+                    num_attention_heads=16,
+                    image_size=224,
+                    patch_size=14,
+                )
+            )
+    torch.manual_seed(1)
+    for name, module in built.items():
+        module.to_empty(device=device)
+        for param in module.parameters():
+            torch.nn.init.normal_(param, std=0.02)
+        for buffer_name, buffer in module.named_buffers():
+            if buffer.is_floating_point():
+                torch.nn.init.zeros_(buffer)
+        module.eval()
+    built["vae"].to(torch.float32)
+    for name in ("text_encoder", "image_encoder"):
+        if name in built:
+            built[name].to(torch.bfloat16)
+    built["tokenizer"] = AutoTokenizer.from_pretrained(minilm_path())  # any tokenizer: the ids are random anyway
+    built["feature_extractor"] = Wav2Vec2FeatureExtractor()
+    return built
+
+
+def write_random_lora(model, path: Path, rank: int) -> None:
+    """A LoRA in the published (ComfyUI/Kijai) key format on every block's attention and feed-forward layers."""
+    from safetensors.torch import save_file
+
+    cfg = model.config
+    width = cfg.num_attention_heads * cfg.attention_head_dim
+    shapes = {f"{a}.{p}": (width, width) for a in ("self_attn", "cross_attn") for p in "qkvo"}
+    shapes.update({"ffn.0": (cfg.ffn_dim, width), "ffn.2": (width, cfg.ffn_dim)})
+    g = torch.Generator().manual_seed(2)
+    state = {}
+    for block in range(cfg.num_layers):
+        for name, (out_dim, in_dim) in shapes.items():
+            key = f"diffusion_model.blocks.{block}.{name}"
+            state[f"{key}.lora_down.weight"] = torch.randn(rank, in_dim, generator=g, dtype=torch.bfloat16) * 0.01
+            state[f"{key}.lora_up.weight"] = torch.randn(out_dim, rank, generator=g, dtype=torch.bfloat16) * 0.01
+    save_file(state, str(path))
+
+
+def lora_part(work: Path, device: str, smoke: bool = False) -> Table:
+    """A lightx2v 4-step clip end to end at the official size, in each memory tier."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from multitalk.memory import TIERS, apply_memory_tier
+    from multitalk.models import MultiTalkTransformer3DModel
+    from multitalk.pipeline import MultiTalkPipeline
+
+    frames, height, width = (9, 64, 64) if smoke else (81, 480, 832)
+    preset = "tiny" if smoke else "wan2.1-i2v-14b-480p"
+    tiers = ("max",) if not device.startswith("cuda") else TIERS
+    image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    voices = [np.random.default_rng(p).standard_normal(16000 * 4).astype(np.float32) * 0.1 for p in (1, 2)]
+    boxes = [[0, 0, height, width // 2], [0, width // 2, height, width]]
+    lora = work / "random_lora.safetensors"
+    rows = []
+    for tier in tiers:
+        with torch.device("meta"):
+            transformer = MultiTalkTransformer3DModel.from_preset(preset)
+        # filled on the device (fast), then moved to where the tier starts
+        transformer = transformer.to_empty(device=device).to(torch.bfloat16).eval()
+        torch.manual_seed(0)
+        for param in transformer.parameters():
+            torch.nn.init.normal_(param, std=0.02)
+        if not lora.is_file():
+            write_random_lora(transformer, lora, rank=32)
+        modules = random_modules(transformer, smoke, device)
+        pipe = MultiTalkPipeline(
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0),
+            buckets=[[height, width]],
+            **modules,
+        )
+        pipe.set_progress_bar_config(disable=True)
+        start = time.perf_counter()
+        changed = pipe.load_lora(lora, 1.0, preset="lightx2v")
+        sync(device)
+        fused = time.perf_counter() - start
+        if tier != "max":  # the offloading tiers start from the CPU, as `multitalk generate --memory` loads them
+            pipe.to("cpu")
+        apply_memory_tier(pipe, tier, device)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        sync(device)
+        start = time.perf_counter()
+        out = pipe(image, voices, "two people talk", bboxes=boxes, mode="clip", num_frames=frames)
+        sync(device)
+        took = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else float("nan")
+        rows.append(
+            [tier, f"{fused:.1f}", str(changed), f"{took:.1f}", f"{peak:.1f} GiB", f"{out.frames.shape[0]} frames"]
+        )
+        pipe = transformer = modules = out = None
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return Table(
+        ["memory tier", "LoRA fuse, s", "weights changed", "clip, s (call to frames)", "peak GPU memory", "made"],
+        rows,
+        title=f"**A 4-step LoRA clip end to end**: `--preset lightx2v` (4 steps, text guidance 1 → 2 passes) on "
+        f"the `{preset}` transformer with a random rank-32 LoRA in the published key format fused in, random "
+        f"encoders and VAE at the official shapes; one {frames}-frame {height}×{width} clip, 2 people; the time "
+        "covers text, CLIP and audio encoding, VAE encode, 8 transformer passes, VAE decode and colour correction.",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", help="default: cuda when there is one")
@@ -369,6 +524,7 @@ def main() -> int:
             "train": lambda: train_part(work, args.device, steps, args.smoke),
             "sample": lambda: sample_part(work, args.device, args.smoke),
             "official": lambda: official_part(args.device, 1 if args.smoke else 3, args.smoke, args.compile),
+            "lora": lambda: lora_part(work, args.device, args.smoke),
         }
         for name, run in parts.items():
             if name in args.skip:

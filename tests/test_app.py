@@ -86,9 +86,11 @@ def test_submit_poll_download(client, files, tmp_path):
 
 
 def test_the_previous_release_setting_names_still_work():
-    from multitalk.app.server import _parse_request, default_settings
+    from multitalk.app.server import Limits, _parse_request, default_settings
 
-    spec = _parse_request(json.dumps({"prompt": "hi", "steps": 3, "frames": 9}), default_settings())
+    spec = _parse_request(
+        json.dumps({"prompt": "hi", "steps": 3, "frames": 9, "mode": "clip"}), default_settings(), Limits()
+    )
     assert spec["settings"]["num_inference_steps"] == 3 and spec["settings"]["num_frames"] == 9
     assert "steps" not in spec["settings"] and "frames" not in spec["settings"]
 
@@ -101,13 +103,14 @@ def test_the_previous_release_setting_names_still_work():
         (dict(request={"bboxes": [[0, 0, 30, 40]] * 3}), 400, "3 bboxes for 2"),
         (dict(request={"colour": "blue"}), 400, "unknown fields"),
         (dict(request={"num_frames": 10}), 400, "4k+1"),
-        (dict(request={"prompt": ""}), 400, "prompt is required"),
-        (dict(request={"prompt": 5}), 400, "must be a string"),
-        (dict(request={"num_inference_steps": 1e9}), 400, "over the limit"),
-        (dict(request={"num_frames": 100001}), 400, "over the limit"),
+        (dict(request={"prompt": ""}), 400, "prompt: String should have at least 1 character"),
+        (dict(request={"prompt": 5}), 400, "prompt: Input should be a valid string"),
+        (dict(request={"num_inference_steps": 10**9}), 400, "over the limit of 1000 (--max-steps raises it)"),
+        (dict(request={"num_inference_steps": 1e9}), 400, "num_inference_steps: Input should be a valid integer"),
+        (dict(request={"num_frames": 100001}), 400, "the longest clip that fits is"),
         (dict(request={"steps": 2, "num_inference_steps": 2}), 400, "num_inference_steps only"),
-        (dict(request={"seed": 2**70}), 400, "seed must lie"),
-        (dict(request={"shift": 0}), 400, "shift must be positive"),
+        (dict(request={"seed": 2**70}), 400, "seed: Input should be less than or equal to 9223372036854775807"),
+        (dict(request={"shift": 0}), 400, "shift: Input should be greater than 0"),
         (dict(request={"text_guidance": "nan"}), 400, "finite"),
         (dict(request={"bboxes": [["a", 1, 2, 3]] * 2}), 400, "four numbers"),
     ],

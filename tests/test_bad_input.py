@@ -33,8 +33,8 @@ def request(folder, **fields):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"prompt": 7}, "prompt must be a string"),
-        ({"prompt": ["a", "b"]}, "prompt must be a string"),
+        ({"prompt": 7}, "prompt: Input should be a valid string"),
+        ({"prompt": ["a", "b"]}, "prompt: Input should be a valid string"),
         ({"bbox": {"person1": ["top", 0, 10, 10]}}, "four numbers"),
         ({"bbox": {"person1": 5}}, "four numbers"),
         ({"bbox": {"person1": None}}, "four numbers"),
@@ -58,10 +58,11 @@ def test_deeply_nested_json(folder, capsys):
     [
         (["--seed", str(2**64)], "--seed"),
         (["--seed", "-1"], "--seed"),
-        (["--num-frames", "100001"], "limit"),
-        (["--max-frames", "99999999"], "limit"),
-        (["--shift", "0"], "shift must be positive"),
-        (["--shift", "-1"], "shift must be positive"),
+        (["--num-frames", "4000001"], "the longest clip that fits is"),
+        (["--num-inference-steps", "1001"], "over the limit of 1000 (--max-steps raises it)"),
+        (["--max-frames", "99999999"], "--max-frames: Input should be less than or equal to 90000"),
+        (["--shift", "0"], "--shift: Input should be greater than 0"),
+        (["--shift", "-1"], "--shift: Input should be greater than 0"),
         (["--text-guidance", "nan"], "finite"),
         (["--device", "tpu9"], "device"),
         (["--device", "cpu", "--memory", "low"], "--memory max"),

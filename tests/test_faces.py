@@ -8,7 +8,7 @@ from multitalk.cli import main
 from multitalk.errors import MultiTalkInputError
 from multitalk.media import read_image, write_image, write_wav
 
-cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (pip install 'multitalk[faces]')")
+cv2 = pytest.importorskip("cv2", reason="OpenCV is missing or lacks libGL: pip install 'multitalk[faces]'")
 
 
 @pytest.fixture(scope="module")

@@ -253,3 +253,62 @@ def test_an_av1_video_is_read_and_resampled(tmp_path):
     assert len(frames) == 25 and frames[0].shape == (48, 64, 3)  # one second at 25 fps
     levels = [float(np.asarray(frames[j]).mean()) for j in (0, 5, 10, 20)]
     assert levels == sorted(levels) and abs(levels[2] - 8 * 12) < 10  # frame 10 at 25 fps shows source frame 12
+
+
+def test_each_shot_starts_a_fresh_first_clip_with_its_own_frame_and_audio(pipe):
+    from multitalk.processing import resize_image
+
+    video, voices = _inputs(40)
+    video[17:] = 255 - video[17:]  # a cut at frame 17
+    calls, lengths = [], []
+    real_clip, real_audio = pipe.generate_clip, pipe.encode_audio
+
+    def spy(cond, audio, clip, num_frames, *args, **kwargs):
+        calls.append((cond.shape[1], args[-1].cpu() if args[-1] is not None else None))
+        return real_clip(cond, audio, clip, num_frames, *args, **kwargs)
+
+    def audio_spy(waveform):
+        lengths.append(waveform.size)
+        return real_audio(waveform)
+
+    pipe.generate_clip, pipe.encode_audio = spy, audio_spy
+    try:
+        out = pipe(
+            video=video,
+            audio=voices,
+            prompt="two people talk",
+            num_frames=13,
+            num_inference_steps=1,
+            mode="streaming",
+            size=(64, 64),
+            shots=[17],
+        )
+    finally:
+        del pipe.generate_clip, pipe.encode_audio
+    assert out.frames.shape[0] == 40 and out.audio.size == 40 * 640
+    firsts = [i for i, (given, _) in enumerate(calls) if given == 1]  # a fresh first clip: the reference alone
+    assert len(firsts) == 2 and firsts[0] == 0
+    assert lengths == [17 * 640] * 2 + [23 * 640] * 2  # each shot hears its own span of both voices
+    expected = resize_image(video[17], (64, 64), pipe.processing.resize)
+    assert torch.allclose(calls[firsts[1]][1].float(), expected.float())  # the second shot's own first frame
+    with pytest.raises(MultiTalkInputError, match="shots must be increasing"):
+        pipe(video=video, audio=voices, prompt="p", mode="streaming", shots=[40])
+
+
+def test_shot_cuts_are_found_where_the_picture_changes(tmp_path, capsys):
+    pytest.importorskip("scenedetect", reason="PySceneDetect is not installed (pip install 'multitalk[scenes]')")
+    pytest.importorskip("cv2", reason="OpenCV is not installed or lacks libGL (apt install libgl1)")
+    from multitalk.media import detect_shots, write_image
+
+    rng = np.random.default_rng(0)
+    frames = np.zeros((60, 48, 64, 3), np.uint8)
+    frames[:36] = (20, 40, 160)  # a blue shot for 1.2 s at 30 fps, then a bright orange one
+    frames[36:] = (230, 150, 30)
+    frames = np.clip(frames + rng.integers(-6, 7, frames.shape), 0, 255).astype(np.uint8)
+    write_video(tmp_path / "cut.mp4", frames, 30)
+    assert detect_shots(tmp_path / "cut.mp4") == [30]  # 1.2 s at 25 fps
+    write_image(tmp_path / "ref.png", frames[0])
+    write_wav(tmp_path / "a.wav", np.zeros(16000, np.float32))
+    argv = ["generate", "--image", str(tmp_path / "ref.png"), "--audio", str(tmp_path / "a.wav"), "--prompt", "p"]
+    assert main([*argv, "--scenes", "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "--scenes cuts a video" in capsys.readouterr().err

@@ -306,7 +306,7 @@ BAD = [
     (["--bbox", "0,0,30,40", "--bbox", "30,50,30,90"], "empty"),
     (["--audio-type", "both"], "unknown audio_type"),
     (["--frames", "10"], "4k+1"),
-    (["--steps", "0"], "steps must be positive"),
+    (["--steps", "0"], "--num-inference-steps: Input should be greater than or equal to 1"),
     (["--model", "notamodel"], "not a model folder"),
 ]
 

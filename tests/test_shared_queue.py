@@ -48,10 +48,10 @@ def shared(queue, tmp_path_factory):
 
 def submit(store, inputs: Path, boxes, **settings) -> str:
     """A job as `POST /v1/jobs` queues it."""
-    from multitalk.app.server import _parse_request, default_settings
+    from multitalk.app.server import Limits, _parse_request, default_settings
 
     request = {"prompt": "two people talk", "bboxes": boxes, "num_frames": 9, "motion_frames": 3, **settings}
-    spec = _parse_request(json.dumps(request), default_settings())
+    spec = _parse_request(json.dumps(request), default_settings(), Limits())
     spec["settings"]["max_frames"] = 1000
     job_id = store.create()
     for name in ("image.png", "person1.wav", "person2.wav"):

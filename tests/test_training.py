@@ -620,3 +620,35 @@ def test_the_training_reference_matches_the_config():
     assert doc == reference_markdown(), "run: python -m multitalk.training.config > docs/training.md"
     count = len(fields(TrainConfig)) - len(SECTIONS) + sum(len(fields(kind)) for kind in SECTIONS.values())
     assert doc.count("\n| `") == count
+
+
+def test_the_infinitetalk_scheme_marks_frame_0_and_puts_motion_latents_in_clean(tmp_path, data, monkeypatch):
+    from multitalk.checkpoints import load_pipeline
+    from multitalk.training import trainer as trainer_module
+
+    seen, predict = [], trainer_module.predict_velocity
+
+    def spy(model, batch, sigmas, noise, use_audio, clean_frames=0):
+        noisy, pred = predict(model, batch, sigmas, noise, use_audio, clean_frames)
+        condition = batch["condition"]
+        seen.append(
+            dict(
+                clean=clean_frames,
+                exact=bool((noisy[:, :, :clean_frames] == batch["latents"][:, :, :clean_frames]).all()),
+                noised=bool((noisy[:, :, clean_frames:] != batch["latents"][:, :, clean_frames:]).any()),
+                marked=[bool(condition[:, :4, t].any()) for t in range(condition.shape[2])],  # mask channels
+            )
+        )
+        return noisy, pred
+
+    monkeypatch.setattr(trainer_module, "predict_velocity", spy)
+    settings = dict(steps=8, motion_frames=5, motion_share=0.5, variant="infinitetalk", checkpoint_every=8)
+    trainer = Trainer(config(tmp_path, data, **settings), progress=False)
+    trainer.run()
+    # 9-frame clips, 5 motion frames: a continuation has 2 clean latents, a first clip 1 (the reference's)
+    assert {s["clean"] for s in seen} == {1, 2} and all(s["exact"] and s["noised"] for s in seen)
+    assert all(s["marked"] == [True, False, False] for s in seen)  # only frame 0 marked as given, always
+    saved = load_pipeline(tmp_path / "run" / "final")
+    assert saved.config.variant == "infinitetalk" and saved.config.sampling["motion_frames"] == 5
+    with pytest.raises(MultiTalkInputError, match="data.variant"):
+        nested(output="x", data="y", variant="infinite")

@@ -149,6 +149,8 @@ def read_request(args: argparse.Namespace, need_audio: bool = True, need_prompt:
 
 
 def _load_json_object(source: Path) -> dict:
+    from .schema import MAX_JSON_BYTES, parse_json_object
+
     if not source.is_file():
         raise MultiTalkInputError(f"input file not found: {source}")
     if source.stat().st_size > MAX_JSON_BYTES:
@@ -157,71 +159,34 @@ def _load_json_object(source: Path) -> dict:
             f"{MAX_JSON_BYTES // 1000} kB (it names files, it does not hold them)"
         )
     try:
-        data = json.loads(source.read_text())
-    except (ValueError, RecursionError) as err:
-        reason = "nested too deeply" if isinstance(err, RecursionError) else err
-        raise MultiTalkInputError(f"{source} is not valid JSON ({reason})") from None
-    if not isinstance(data, dict):
-        raise MultiTalkInputError(f"{source} must hold a JSON object with prompt, cond_image, cond_audio")
-    return data
+        text = source.read_text()
+    except UnicodeDecodeError:
+        raise MultiTalkInputError(f"{source} is not a UTF-8 text file; give an input JSON") from None
+    return parse_json_object(text, str(source))
 
 
 def _read_input_json(source: Path) -> dict:
-    """An official input file's fields, checked, paths resolved beside it."""
+    """An official input file's fields, checked by the shared schema, paths resolved beside it."""
     from .conditioning.people import in_person_order
+    from .schema import parse_input_file
 
-    data = _load_json_object(source)
-    tts = data.get("tts_audio") if not data.get("cond_audio") else None
-    if tts is not None and not (isinstance(tts, dict) and isinstance(tts.get("text"), str)):
-        raise MultiTalkInputError('tts_audio must be {"text": "(s1) ... (s2) ...", "human1_voice": "en+m3", ...}')
-    audio = data.get("cond_audio") or {}
-    if not isinstance(audio, dict) or not all(isinstance(v, str) for v in audio.values()):
-        raise MultiTalkInputError("cond_audio must map person1, person2, ... to audio file names")
-    for field in ("prompt", "cond_image", "cond_video", "audio_type"):
-        if field in data and data[field] is not None and not isinstance(data[field], str):
-            raise MultiTalkInputError(
-                f"{field} must be a string, got {type(data[field]).__name__}: {str(data[field])[:40]}"
-            )
+    data = parse_input_file(_load_json_object(source))
+    tts = data.tts_audio if not data.cond_audio else None
     base = source.parent
     request = {
-        "audio": [_resolve(str(path), base) for path in in_person_order(audio)],
-        "prompt": data.get("prompt"),
-        "audio_type": data.get("audio_type", "para"),
+        "audio": [_resolve(path, base) for path in in_person_order(data.cond_audio or {})],
+        "prompt": data.prompt,
+        "audio_type": data.audio_type,
     }
-    if data.get("cond_image"):
-        request["image"] = _resolve(str(data["cond_image"]), base)
-    if data.get("cond_video"):  # InfiniteTalk's input: a video to dub, or an image
-        _set_reference(request, _resolve(str(data["cond_video"]), base))
-    if "bbox" in data:
-        request["bboxes"] = _input_boxes(data["bbox"])
+    if data.cond_image:
+        request["image"] = _resolve(data.cond_image, base)
+    if data.cond_video:  # InfiniteTalk's input: a video to dub, or an image
+        _set_reference(request, _resolve(data.cond_video, base))
+    if data.bbox is not None:
+        request["bboxes"] = in_person_order(data.bbox)
     if tts is not None:  # voices spoken from text (conditioning/tts.py), on one timeline
-        request["tts"], request["audio_type"] = tts, "para"
+        request["tts"], request["audio_type"] = tts.model_dump(exclude_none=True), "para"
     return request
-
-
-def _input_boxes(boxes) -> list:
-    from .conditioning.people import in_person_order
-
-    if not isinstance(boxes, dict):
-        raise MultiTalkInputError("bbox must map person1, person2, ... to [top, left, bottom, right]")
-    ordered = in_person_order(boxes)
-    for i, box in enumerate(ordered):
-        numbers = isinstance(box, list) and len(box) == 4
-        if not numbers or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box
-        ):
-            raise MultiTalkInputError(
-                f"bbox of person{i + 1} must be four numbers [top, left, bottom, right] in pixels, got {str(box)[:60]}"
-            )
-    return ordered
-
-
-MAX_JSON_BYTES = 1_000_000
-LIMITS = {
-    "num_frames": 1001,
-    "num_inference_steps": 1000,
-    "max_frames": 25 * 3600,
-}  # a 40-s clip, 1000 steps, an hour of video
 
 
 def check_output_paths(args: argparse.Namespace, inputs: list[Path]) -> None:
@@ -243,20 +208,23 @@ def check_output_paths(args: argparse.Namespace, inputs: list[Path]) -> None:
             raise MultiTalkInputError(f"{flag} {folder} is a file; give a folder")
 
 
-def check_limits(args: argparse.Namespace, settings: dict) -> None:
-    """Cost knobs within bounds (memory and time grow with them), and a seed torch accepts."""
-    if not 0 <= args.seed < 2**63:
-        raise MultiTalkInputError(f"--seed must lie in 0..2^63-1, got {args.seed}")
-    for name, flag, value in (
-        ("num_frames", "--num-frames", settings["num_frames"]),
-        ("num_inference_steps", "--num-inference-steps", settings["num_inference_steps"]),
-        ("max_frames", "--max-frames", args.max_frames),
-    ):
-        if value > LIMITS[name]:
-            raise MultiTalkInputError(
-                f"{flag} {value} is over this tool's limit of {LIMITS[name]}; "
-                "longer videos come from --mode streaming, not longer clips"
-            )
+def check_cost(args: argparse.Namespace, settings: dict, image_size: tuple[int, int], model: Path, size) -> None:
+    """Every cost knob checked before any model work: the numbers by the shared schema, the clip's
+    memory against what this machine has free (the longest clip that fits depends on the size)."""
+    from .conditioning.people import nearest_bucket
+    from .loading import model_buckets
+    from .memory import check_clip_memory
+    from .schema import check_settings
+
+    checked = check_settings(
+        {**settings, "mode": args.mode, "max_frames": args.max_frames, "seed": args.seed},
+        flags=True,
+        max_steps=args.max_steps,
+    )
+    if not isinstance(size, tuple):
+        size = nearest_bucket(*image_size, size or model_buckets(model))
+    frames = checked.num_frames if checked.mode == "clip" else checked.max_frames
+    check_clip_memory(checked.num_frames, frames, *size, flags=True)
 
 
 def _set_reference(request: dict, path: Path) -> None:
@@ -321,14 +289,8 @@ def _generation_inputs(args: argparse.Namespace) -> dict:
     from .checkpoints import model_sampling, model_variant
     from .lora import PRESETS as LORA_PRESETS
     from .lora import parse_lora_argument
-    from .media import read_audio, read_image, read_video_frames
-    from .pipeline import (
-        VARIANT_SAMPLING,
-        check_request,
-        check_scales,
-        check_settings,
-        sampling_settings,
-    )
+    from .media import detect_shots, frame_size, read_audio, read_image, read_video_frames
+    from .pipeline import VARIANT_SAMPLING, check_request, sampling_settings
 
     if args.output.suffix.lower() != ".mp4":
         raise MultiTalkInputError(f"output {args.output} must end in .mp4")
@@ -357,19 +319,23 @@ def _generation_inputs(args: argparse.Namespace) -> dict:
         shift=args.shift,
         color_correction=args.color_correction,
     )
-    check_settings(
-        settings["num_frames"], settings["num_inference_steps"], args.mode, settings["motion_frames"], args.max_frames
-    )
-    check_scales(settings)
-    check_limits(args, settings)
+    is_video = request["video"] is not None
+    check_cost(args, settings, frame_size(request["video"] if is_video else request["image"], is_video), model, size)
     check_output_paths(args, [request["image"], request["video"], *request["audio"], args.mask_image])
-    video = None
+    video, shots = None, None
+    if args.scenes is not None and request["video"] is None:
+        raise MultiTalkInputError("--scenes cuts a video to dub into its shots: give --video (or cond_video) a video")
     if request["video"] is not None:
-        # frame 0 for size, boxes and masks; InfiniteTalk also each clip's first frame
+        shots = detect_shots(request["video"], threshold=args.scenes) if args.scenes is not None else []
+        starts = [0, *shots]
         step = settings["num_frames"] - settings["motion_frames"]
-        video = read_video_frames(
-            request["video"], keep=lambda j: j == 0 or (variant == "infinitetalk" and j % step == 0)
-        )
+
+        def keep(j: int) -> bool:
+            """Each shot's frame 0 (size, boxes, masks); InfiniteTalk also each clip's first frame."""
+            start = max(s for s in starts if s <= j)
+            return j == start or (variant == "infinitetalk" and (j - start) % step == 0)
+
+        video = read_video_frames(request["video"], keep=keep)
         image = video[0]
     else:
         image = read_image(request["image"])
@@ -399,6 +365,7 @@ def _generation_inputs(args: argparse.Namespace) -> dict:
         "settings": settings,
         "image": image,
         "video": video,
+        "shots": shots or None,
         "voices": voices,
         "mask_image": mask_image,
     }
@@ -535,6 +502,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         size=inputs["size"],
         work_dir=work_dir,
         resume=args.resume,
+        shots=inputs["shots"],
     )
     if not writer:
         return 0
@@ -673,6 +641,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .app.server import Limits, create_app
     from .checkpoints import load_pipeline, model_sampling
+    from .loading import model_buckets
 
     model = resolve_model(args.model)
     if not Path(model).is_dir():
@@ -688,7 +657,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"--host {args.host} lets other machines in: give --token SECRET (or MULTITALK_TOKEN), "
             "or --no-auth if something in front of it checks who may come in"
         )
-    limits = Limits(args.max_file_mb, args.max_audio_seconds, args.max_pixels)
+    limits = Limits(args.max_file_mb, args.max_audio_seconds, args.max_pixels, max_steps=args.max_steps)
     examples = args.examples or (Path("examples") if Path("examples").is_dir() else None)
     try:
         app = create_app(
@@ -700,6 +669,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             sampling=model_sampling(model),
             queue=_queue(args.queue),
+            buckets=model_buckets(model),
         )
     except (OSError, sqlite3.Error) as err:  # a full disk, an unreadable folder, a refused database
         reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
@@ -795,6 +765,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", type=Path, default=Path("out.mp4"), help="mp4 to write (default out.mp4)")
     gen.add_argument("--image", help="reference image (instead of cond_image)")
     gen.add_argument("--video", help="video to dub (instead of cond_video): the people in it follow the new voices")
+    gen.add_argument(
+        "--scenes",
+        nargs="?",
+        const=27.0,
+        type=float,
+        help="dub a video shot by shot: cuts found by PySceneDetect (optional threshold, default 27) start "
+        "fresh clips, the audio cut at the same frames (pip install 'multitalk[scenes]')",
+    )
     gen.add_argument("--audio", action="append", help="one voice per person, in person order (repeat)")
     gen.add_argument("--prompt", help="text prompt")
     gen.add_argument(
@@ -807,7 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--auto-boxes",
         action="store_true",
         help="no bbox given: find the faces and box each person's head and shoulders, left to right "
-        "(needs opencv-python-headless; without it, the official split into halves)",
+        "(needs OpenCV: pip install 'multitalk[faces]'; without the flag, the official split into halves)",
     )
     gen.add_argument(
         "--bbox-format",
@@ -858,6 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="num_inference_steps",
         type=int,
         help="sampling steps per clip (default: the model's, else 40)",
+    )
+    gen.add_argument(
+        "--max-steps", type=_positive(int), default=1000, help="refuse more sampling steps than this (default 1000)"
     )
     gen.add_argument(
         "--text-guidance", type=float, help="text guidance scale (default: the model's, else 5; 1 = 2 passes)"
@@ -995,6 +976,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-file-mb", type=float, default=50.0)
     serve.add_argument("--max-audio-seconds", type=float, default=300.0)
     serve.add_argument("--max-pixels", type=int, default=4096 * 4096)
+    serve.add_argument("--max-steps", type=_positive(int), default=1000, help="most sampling steps a job may ask for")
     serve.set_defaults(run=cmd_serve)
 
     worker = commands.add_parser("worker", help="run the jobs of a shared queue (no web page; see serve --queue)")

@@ -530,6 +530,12 @@ def model_sampling(path: str | Path) -> dict:
     return dict(index.get("sampling") or {}) if index.get("_class_name") == PIPELINE_CLASS else {}
 
 
+def model_buckets(path: str | Path):
+    """The size table a model folder samples at (the official 480p table for folders that name none)."""
+    index = _read_json(Path(path) / "model_index.json")
+    return (index.get("buckets") if index.get("_class_name") == PIPELINE_CLASS else None) or "multitalk-480"
+
+
 def model_variant(path: str | Path, multitalk_weights: str | Path | None = None) -> str:
     """The variant a model folder stores, else what the audio weights' file name says."""
     index = _read_json(Path(path) / "model_index.json")

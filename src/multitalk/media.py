@@ -76,6 +76,33 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> n
         raise MultiTalkInputError(f"not a readable image: {path} ({err}); give a PNG or JPEG") from None
 
 
+def frame_size(path: str | os.PathLike, video: bool = False) -> tuple[int, int]:
+    """``(height, width)`` of an image (upright, as ``read_image`` returns it) or of a video's frames,
+    from the header alone: what cost checks need before anything is decoded."""
+    if not video:
+        from PIL import Image, UnidentifiedImageError
+
+        path = _require_file(path, "image")
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+                turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+            raise MultiTalkInputError(f"not a readable image: {path} ({err}); give a PNG or JPEG") from None
+        return (width, height) if turned else (height, width)
+    import av
+
+    path = _require_file(path, "video")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MultiTalkInputError(f"no video track in {path}; give an mp4/webm/mov video or an image")
+            context = container.streams.video[0].codec_context
+            return context.height, context.width
+    except (av.error.FFmpegError, ValueError) as err:
+        raise MultiTalkInputError(f"cannot decode video {path} ({err}); give an mp4/webm/mov file") from None
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     from PIL import Image
 
@@ -247,6 +274,48 @@ class FrameSequence:
         if index not in self.frames:
             raise IndexError(f"frame {index} was not kept (kept: {self.indices[:8]}...)")
         return self.frames[index]
+
+
+class FrameWindow:
+    """Frames ``start .. stop-1`` of a video (an array or a ``FrameSequence``) as a video of their own: one
+    shot of a video cut into shots, without copying its frames."""
+
+    def __init__(self, video, start: int, stop: int):
+        self.video, self.start, self.stop = video, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def indices(self) -> list[int]:
+        held = getattr(self.video, "indices", range(len(self.video)))
+        return [j - self.start for j in held if self.start <= j < self.stop]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        index = int(index) + (len(self) if int(index) < 0 else 0)
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} is outside this shot of {len(self)} frames")
+        return self.video[self.start + index]
+
+
+def detect_shots(path: str | os.PathLike, fps: float = 25.0, threshold: float = 27.0) -> list[int]:
+    """Where a video cuts to another shot: the first frame of each shot after the first, as frame
+    indices at ``fps`` (the rate ``read_video_frames`` resamples to). PySceneDetect's content detector
+    (changes of hue, saturation and brightness between frames; ``threshold`` its default 27) on
+    PyAV's decoding; a cut is placed at the output frame on screen at the cut's time."""
+    try:
+        from scenedetect import ContentDetector, detect
+    except ImportError as err:  # not installed, or OpenCV without its system libraries
+        raise MultiTalkInputError(
+            f"--scenes needs PySceneDetect and OpenCV ({err}); pip install 'multitalk[scenes]'"
+        ) from None
+    path = _require_file(path, "video")
+    try:
+        scenes = detect(str(path), ContentDetector(threshold=threshold), backend="pyav")
+    except Exception as err:  # the detector's own errors for a file it cannot read
+        raise MultiTalkInputError(f"cannot find the shots of {path} ({err}); give an mp4/webm/mov file") from None
+    starts = {round(start.seconds * fps) for start, _ in scenes[1:]}
+    return sorted(starts - {0})
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

@@ -25,6 +25,48 @@ QUANTIZED = ("int8", "fp8")
 FP8_SKIP = ("patch_embedding", "condition_embedder", "norm", "proj_out", "scale_shift_table", "audio_proj")
 
 
+# Peak host memory one clip adds per output pixel and frame, beyond the weights: the decoded clip
+# in float32, its colour-corrected copy and the uint8 frames. Measured with
+# `python benchmarks/clip_memory.py` (about 90-110 bytes at 256² and 512²); rounded up.
+CLIP_BYTES_PER_PIXEL_FRAME = 128
+VIDEO_BYTES_PER_PIXEL_FRAME = 3  # the finished video's uint8 frames, kept until it is written
+
+
+def video_bytes(num_frames: int, total_frames: int, height: int, width: int) -> int:
+    """Host memory a video needs beyond the weights: one clip being made, plus the whole video's frames."""
+    pixels = height * width
+    return pixels * (num_frames * CLIP_BYTES_PER_PIXEL_FRAME + total_frames * VIDEO_BYTES_PER_PIXEL_FRAME)
+
+
+def free_host_bytes() -> int:
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def check_clip_memory(
+    num_frames: int, total_frames: int, height: int, width: int, available: int | None = None, flags: bool = False
+) -> None:
+    """Refuse, before any model work, a clip or video that cannot fit in the memory there is: the
+    limit is derived from the size, not a fixed frame count, so a small picture may have long clips."""
+    available = free_host_bytes() if available is None else available
+    needed = video_bytes(num_frames, total_frames, height, width)
+    if needed <= available:
+        return
+    frames_flag, total_flag = ("--num-frames", "--max-frames") if flags else ("num_frames", "max_frames")
+    gib = 2**30
+    fits = (available // (height * width) - total_frames * VIDEO_BYTES_PER_PIXEL_FRAME) // CLIP_BYTES_PER_PIXEL_FRAME
+    fits = (fits - 1) // 4 * 4 + 1
+    if fits >= 5:
+        fix = f"the longest clip that fits is {fits} frames: lower {frames_flag}, or shorten the video ({total_flag})"
+    else:
+        fix = f"shorten the video ({total_flag}) or use a smaller size"
+    raise MultiTalkInputError(
+        f"a {num_frames}-frame clip of a {total_frames}-frame video at {width}x{height} needs about "
+        f"{needed / gib:.1f} GiB, and {available / gib:.1f} GiB are free here; {fix}"
+    )
+
+
 def check_tier(tier: str, device: str) -> None:
     if tier not in TIERS:
         raise MultiTalkInputError(f"unknown --memory {tier!r}; use one of {TIERS}")

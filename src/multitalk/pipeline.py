@@ -36,11 +36,13 @@ from .encoders.text import TextEncoder
 from .encoders.wan_original import CLIP_MEAN, CLIP_STD, clip_pixels
 from .errors import MultiTalkInputError
 from .guidance import MomentumBuffer, three_pass, three_pass_apg, two_pass
-from .media import atomic_output, frames_to_uint8
+from .media import FrameWindow, atomic_output, frames_to_uint8
+from .memory import check_clip_memory
 from .models.audio_adapter import frame_windows
 from .models.context_parallel import is_first_rank
 from .models.transformer import MultiTalkTransformer3DModel
 from .processing import Processing, clean_prompt, color_correct, resize_image, resize_masks, to_uint8
+from .schema import check_settings
 
 # MultiTalk's own default negative prompt (its config's sample_neg_prompt; Wan's is in Chinese).
 MULTITALK_NEGATIVE_PROMPT = (
@@ -49,8 +51,6 @@ MULTITALK_NEGATIVE_PROMPT = (
     "drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy "
     "background, three legs, many people in the background, walking backwards"
 )
-
-MODES = ("clip", "streaming")
 
 
 @dataclass
@@ -425,6 +425,7 @@ class MultiTalkPipeline(DiffusionPipeline):
         work_dir: str | Path | None = None,
         resume: bool = False,
         callback_on_step_end: Callable | None = None,
+        shots: list[int] | None = None,
         **deprecated,
     ) -> MultiTalkOutput:
         r"""Make a video of the people in ``image`` (or ``video``) speaking ``audio``.
@@ -455,6 +456,10 @@ class MultiTalkPipeline(DiffusionPipeline):
             work_dir, resume: finished clips are kept in ``work_dir``; ``resume`` goes on from there.
             callback_on_step_end: ``fn(pipe, step, timestep, callback_kwargs) -> dict`` after every step;
                 ``callback_kwargs`` holds ``latents``, ``clip`` and ``clips``; a returned ``latents`` replaces them.
+            shots: for a ``video`` cut into shots, the first frame of each shot after the first (25 fps
+                indices; ``media.detect_shots`` finds them): each shot is dubbed as a request of its own
+                (a fresh first clip from its first frame, the audio of its own time span, the same boxes),
+                so no clip carries motion across a cut; one generator runs through them all.
 
         Sampling settings left at None take the model's own (``config.sampling``), else the official
         ones (``SAMPLING_DEFAULTS``; shift 7 at 480p, 11 at 720p). The progress bar follows
@@ -470,6 +475,27 @@ class MultiTalkPipeline(DiffusionPipeline):
         num_inference_steps, generator, callback_on_step_end, progress = _old_names(
             deprecated, num_inference_steps, generator, callback_on_step_end
         )
+        if shots:
+            same = dict(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                bboxes=bboxes,
+                bbox_format=bbox_format,
+                mask_image=mask_image,
+                num_frames=num_frames,
+                num_inference_steps=num_inference_steps,
+                text_guidance=text_guidance,
+                audio_guidance=audio_guidance,
+                shift=shift,
+                motion_frames=motion_frames,
+                fit_clips=fit_clips,
+                apg=apg,
+                color_correction=color_correction,
+                size=size,
+                resume=resume,
+                callback_on_step_end=callback_on_step_end,
+            )
+            return self._dub_shots(shots, video, audio, audio_type, mode, max_frames, generator, work_dir, same)
         image = self._reference_image(image, video, audio, prompt)
         variant = self.config.get("variant", "multitalk")
         chosen = sampling_settings(
@@ -484,12 +510,13 @@ class MultiTalkPipeline(DiffusionPipeline):
             color_correction=color_correction,
         )
         num_frames, steps, motion_frames = chosen["num_frames"], chosen["num_inference_steps"], chosen["motion_frames"]
-        check_settings(num_frames, steps, mode, motion_frames, max_frames, self.vae_scale_temporal)
-        check_scales(chosen)
+        check_settings({**chosen, "mode": mode, "max_frames": max_frames}, max_steps=None)  # no cap in the library
         self._num_timesteps = steps
         reference, masks, voices, (height, width) = self.prepare(
             image, audio, audio_type, bboxes, bbox_format, mask_image, size
         )
+        audio_frames = math.ceil(max(v.size for v in voices) * self.config.fps / SAMPLE_RATE)
+        check_clip_memory(num_frames, num_frames if mode == "clip" else min(audio_frames, max_frames), height, width)
         chosen["shift"] = chosen["shift"] if chosen["shift"] is not None else default_shift(height, width)
         device = self._execution_device
         feats = [self.encode_audio(v) for v in voices]  # P x [frames, L, C]
@@ -613,6 +640,43 @@ class MultiTalkPipeline(DiffusionPipeline):
     def num_timesteps(self) -> int:
         """Denoising steps per clip of the current (or last) call."""
         return self._num_timesteps
+
+    def _dub_shots(self, shots, video, audio, audio_type, mode, max_frames, generator, work_dir, same: dict):
+        """A video cut into shots, dubbed shot by shot and joined; the voices cut at the same frames."""
+        if video is None or mode != "streaming":
+            raise MultiTalkInputError("shots= cuts a video to dub: give video= and mode='streaming'")
+        if not audio:
+            raise MultiTalkInputError("no audio: give one audio track per person")
+        starts = [int(s) for s in shots]
+        if starts != sorted(set(starts)) or not all(0 < s < len(video) for s in starts):
+            raise MultiTalkInputError(
+                f"shots must be increasing frame indices inside the video (1..{len(video) - 1}), got {shots}"
+            )
+        voices = combine_voices([np.asarray(v, np.float32) for v in audio], audio_type)
+        per_frame = SAMPLE_RATE // self.config.fps
+        total = min(math.ceil(voices[0].size / per_frame), max_frames)
+        starts = [0] + [s for s in starts if s < total]
+        generator = generator if generator is not None else torch.Generator().manual_seed(42)
+        pieces, steps = [], 0
+        for i, (start, stop) in enumerate(zip(starts, starts[1:] + [total])):
+            cut = [v[start * per_frame : stop * per_frame] for v in voices]
+            segment = [np.pad(v, (0, (stop - start) * per_frame - v.size)) for v in cut]  # the audio may end early
+            out = self(
+                video=FrameWindow(video, start, len(video)),  # the last shot's clips past the end take its last frame
+                audio=segment,
+                audio_type="para",
+                mode="streaming",
+                max_frames=stop - start,
+                generator=generator,
+                work_dir=Path(work_dir) / f"shot_{i:03d}" if work_dir else None,
+                **same,
+            )
+            pieces.append(out.frames[: stop - start])
+            steps += out.steps_run
+        frames = np.concatenate(pieces)
+        mix = np.sum(voices, axis=0).astype(np.float32)
+        audio = mix[: frames.shape[0] * per_frame]
+        return MultiTalkOutput(frames=frames, audio=audio, fps=self.config.fps, steps_run=steps)
 
     def _reference_image(self, image, video, audio, prompt) -> np.ndarray:
         """The request's reference picture (frame 0 of a video); the checks that need no model."""
@@ -778,39 +842,6 @@ def sampling_settings(model_sampling: dict | None, **given) -> dict:
     chosen = {**SAMPLING_DEFAULTS, **current_names(model_sampling)}
     chosen.update({k: v for k, v in given.items() if v is not None})
     return chosen
-
-
-def check_settings(
-    num_frames: int, steps: int, mode: str, motion_frames: int, max_frames: int, vae_scale: int = 4
-) -> None:
-    """Number rules, checked before anything is loaded or encoded."""
-    if mode not in MODES:
-        raise MultiTalkInputError(f"unknown mode {mode!r}; use 'clip' or 'streaming'")
-    if num_frames < 1 or (num_frames - 1) % vae_scale:
-        raise MultiTalkInputError(f"frames must be of the form {vae_scale}k+1 (e.g. 81), got {num_frames}")
-    if steps < 1:
-        raise MultiTalkInputError(f"steps must be positive, got {steps}")
-    if mode == "streaming" and not 1 <= motion_frames < num_frames:
-        raise MultiTalkInputError(f"motion frames must lie in 1..{num_frames - 1}, got {motion_frames}")
-    if max_frames < 1:
-        raise MultiTalkInputError(f"max frames must be positive, got {max_frames}")
-
-
-def check_scales(settings: dict) -> None:
-    """Guidance scales, shift and colour-correction strength: finite, and where they must be, positive."""
-    for name in ("text_guidance", "audio_guidance", "shift", "color_correction"):
-        value = settings.get(name)
-        if value is not None and not math.isfinite(value):
-            raise MultiTalkInputError(f"{name.replace('_', ' ')} must be a finite number, got {value}")
-    if settings.get("shift") is not None and settings["shift"] <= 0:
-        raise MultiTalkInputError(
-            f"shift must be positive (the official 7 at 480p, 11 at 720p), got {settings['shift']}"
-        )
-    strength = settings.get("color_correction")
-    if strength is not None and not 0.0 <= strength <= 1.0:
-        raise MultiTalkInputError(
-            f"colour correction must lie in 0..1 (1 = the official full correction), got {strength}"
-        )
 
 
 def _plain(*values) -> list:

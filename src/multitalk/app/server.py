@@ -21,14 +21,12 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from ..conditioning.people import in_person_order
 from ..constants import OLD_SETTING_NAMES
 from ..errors import MultiTalkInputError
 from .jobs import JobStore
 from .worker import Worker
 
 STATIC = Path(__file__).parent / "static"
-REQUEST_FIELDS = {"prompt", "negative_prompt", "audio_type", "bbox", "bboxes", "cond_image", "cond_audio"}
 
 
 def default_settings(sampling: dict | None = None) -> dict:
@@ -54,103 +52,38 @@ class Limits:
     max_audio_seconds: float = 300.0
     max_pixels: int = 4096 * 4096
     max_people: int = 8
+    max_steps: int = 1000  # sampling steps a job may ask for (time grows with them)
 
 
-SETTING_TYPES = {
-    "num_inference_steps": int,
-    "seed": int,
-    "mode": str,
-    "num_frames": int,
-    "motion_frames": int,
-    "text_guidance": float,
-    "audio_guidance": float,
-    "shift": float,
-}
-MAX_PROMPT_CHARS = 4000
-MAX_SETTINGS = {"num_inference_steps": 1000, "num_frames": 1001}  # the CLI's limits: memory and time grow with them
+def _parse_request(text: str, defaults: dict, limits: Limits) -> dict:
+    """The ``request`` form field, checked by the shared schema (``schema.py``): a 4xx names what is wrong."""
+    from ..schema import JobRequest, check_settings, parse_job_request, parse_json_object
 
-
-def _parse_request(text: str, defaults: dict) -> dict:
-    """The ``request`` form field: prompt, boxes and settings, each checked (a 4xx names what is wrong)."""
-    data = _request_json(text, defaults)
-    if not isinstance(data.get("prompt"), str) or not data["prompt"].strip():
-        raise HTTPException(400, "prompt is required and must be a string")
-    for field in ("negative_prompt", "audio_type"):
-        if data.get(field) is not None and not isinstance(data[field], str):
-            raise HTTPException(400, f"{field} must be a string")
-    for field in ("prompt", "negative_prompt"):
-        if len(data.get(field) or "") > MAX_PROMPT_CHARS:  # the text encoder reads 512 tokens at most
-            raise HTTPException(400, f"{field} is over {MAX_PROMPT_CHARS} characters; the model reads 512 tokens")
-    return {
-        "prompt": data["prompt"],
-        "negative_prompt": data.get("negative_prompt"),
-        "audio_type": data.get("audio_type", "para"),
-        "bboxes": _request_boxes(data),
-        "settings": _request_settings(data, defaults),
-    }
-
-
-def _request_json(text: str, defaults: dict) -> dict:
     if len(text or "") > 100_000:
         raise HTTPException(413, "request is over 100 kB; it holds a prompt and settings, not media")
     try:
-        data = json.loads(text or "{}")
-    except (ValueError, RecursionError) as err:
-        raise HTTPException(400, f"request is not valid JSON: {str(err)[:100]}") from None
-    if not isinstance(data, dict):
-        raise HTTPException(400, "request must be a JSON object")
-    for old, new in OLD_SETTING_NAMES.items():  # the names of the previous release, still accepted
-        if old in data:
-            if new in data:
-                raise HTTPException(400, f"give {new} only ({old} is its old name)")
-            data[new] = data.pop(old)
-    unknown = set(data) - REQUEST_FIELDS - set(defaults)
-    if unknown:
-        raise HTTPException(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS | set(defaults))}")
-    return data
-
-
-def _is_box(box) -> bool:
-    return (
-        isinstance(box, list)
-        and len(box) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-    )
-
-
-def _request_boxes(data: dict) -> list | None:
-    """``bbox`` in the official form (a dict by person) or as a list in person order, or ``bboxes``."""
-    bboxes = data.get("bboxes")
-    if isinstance(data.get("bbox"), dict):
-        bboxes = in_person_order(data["bbox"])
-    elif isinstance(data.get("bbox"), list):
-        bboxes = data["bbox"]
-    if bboxes is not None and not (isinstance(bboxes, list) and all(_is_box(b) for b in bboxes)):
-        raise HTTPException(400, "bbox: one [top, left, bottom, right] of four numbers per person")
-    return bboxes
-
-
-def _request_settings(data: dict, defaults: dict) -> dict:
-    settings = dict(defaults)
-    for key in set(defaults) & set(data):
-        kind, value = SETTING_TYPES.get(key, str), data[key]
-        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-            raise HTTPException(400, f"{key} must be a {kind.__name__}")
-        try:
-            settings[key] = kind(value) if value is not None or key != "shift" else None
-        except (TypeError, ValueError, OverflowError):
-            raise HTTPException(400, f"{key} must be a {kind.__name__}") from None
-    for key in ("text_guidance", "audio_guidance", "shift"):
-        if settings.get(key) is not None and not math.isfinite(settings[key]):
-            raise HTTPException(400, f"{key} must be a finite number")
-    if settings.get("shift") is not None and settings["shift"] <= 0:
-        raise HTTPException(400, "shift must be positive (the official 7 at 480p, 11 at 720p)")
-    if not 0 <= settings["seed"] < 2**63:
-        raise HTTPException(400, "seed must lie in 0..2^63-1")
-    for key, most in MAX_SETTINGS.items():
-        if settings[key] > most:
-            raise HTTPException(400, f"{key} {settings[key]} is over the limit of {most}")
-    return settings
+        data = parse_json_object(text or "{}", "request")
+        for old, new in OLD_SETTING_NAMES.items():  # the names of the previous release, still accepted
+            if old in data:
+                if new in data:
+                    raise MultiTalkInputError(f"give {new} only ({old} is its old name)")
+                data[new] = data.pop(old)
+        unknown = set(data) - set(JobRequest.model_fields) - set(defaults)
+        if unknown:
+            known = sorted(set(JobRequest.model_fields) | set(defaults))
+            raise MultiTalkInputError(f"unknown fields {sorted(unknown)[:5]}; known: {known}")
+        given = {k: data.pop(k) for k in set(defaults) & set(data)}
+        job = parse_job_request(data)
+        settings = check_settings({**defaults, **given}, max_steps=limits.max_steps).model_dump()
+    except MultiTalkInputError as err:
+        raise HTTPException(400, str(err)) from None
+    return {
+        "prompt": job.prompt,
+        "negative_prompt": job.negative_prompt,
+        "audio_type": job.audio_type,
+        "bboxes": job.boxes(),
+        "settings": {k: settings[k] for k in defaults},
+    }
 
 
 def create_app(
@@ -162,9 +95,11 @@ def create_app(
     workers: int = 1,
     sampling: dict | None = None,
     queue: str | None = None,
+    buckets="multitalk-480",
 ) -> FastAPI:
     """``load_pipeline()`` is called once per worker thread (each holds its own model); ``sampling``:
-    the model's own sampling settings (``checkpoints.model_sampling``), the defaults of every job."""
+    the model's own sampling settings (``checkpoints.model_sampling``), the defaults of every job;
+    ``buckets``: its size table (``loading.model_buckets``), which sets a job's memory cost."""
     defaults = default_settings(sampling)
     store = JobStore(data_dir, queue=queue)
     limits = limits or Limits()
@@ -197,7 +132,7 @@ def create_app(
     if token:
         _add_docs_routes(app, guarded)
     _add_info_routes(app, defaults, guarded)
-    _add_submit_route(app, store, defaults, limits, guarded)
+    _add_submit_route(app, store, defaults, limits, guarded, buckets)
     _add_job_routes(app, store, guarded)
     _add_example_routes(app, Path(examples) if examples else None, guarded)
     return app
@@ -341,10 +276,12 @@ async def _save(upload: UploadFile, folder: Path, name: str, limits: Limits) -> 
     return path
 
 
-def _check_job(spec: dict, reference: Path, is_video: bool, audio_paths: list[Path], limits: Limits) -> None:
+def _check_job(spec: dict, reference: Path, is_video: bool, audio_paths: list[Path], limits: Limits, buckets) -> None:
     """Every rule a job's files and settings must follow, checked before it enters the queue."""
+    from ..conditioning.people import nearest_bucket
     from ..media import read_audio, read_image, read_video_frames
-    from ..pipeline import check_request, check_settings
+    from ..memory import check_clip_memory
+    from ..pipeline import check_request
 
     if is_video:
         pixels = read_video_frames(reference, keep=lambda j: j == 0)[0]
@@ -360,11 +297,14 @@ def _check_job(spec: dict, reference: Path, is_video: bool, audio_paths: list[Pa
         raise HTTPException(413, f"audio lasts {longest:.0f} s; the limit is {limits.max_audio_seconds:g} s")
     s = spec["settings"]
     s["max_frames"] = int(limits.max_audio_seconds * 25) + 1  # the whole audio, up to the upload limit
-    check_settings(s["num_frames"], s["num_inference_steps"], s["mode"], s["motion_frames"], s["max_frames"])
+    frames = s["num_frames"] if s["mode"] == "clip" else min(math.ceil(longest * 25), s["max_frames"])
+    check_clip_memory(s["num_frames"], frames, *nearest_bucket(*pixels.shape[:2], buckets))
     check_request(pixels, voices, spec["audio_type"], spec["bboxes"])
 
 
-def _add_submit_route(app: FastAPI, store: JobStore, defaults: dict, limits: Limits, guarded: list) -> None:
+def _add_submit_route(
+    app: FastAPI, store: JobStore, defaults: dict, limits: Limits, guarded: list, buckets="multitalk-480"
+) -> None:
     @app.post("/v1/jobs", status_code=201, dependencies=guarded)
     async def submit(
         image: UploadFile | None = File(None),
@@ -377,7 +317,7 @@ def _add_submit_route(app: FastAPI, store: JobStore, defaults: dict, limits: Lim
             raise HTTPException(400, "give the reference as image or as video (to dub), one of them")
         if len(audio) > limits.max_people:
             raise HTTPException(400, f"at most {limits.max_people} people (audio files) per job")
-        spec = _parse_request(request, defaults)
+        spec = _parse_request(request, defaults, limits)
         job_id = store.create()
         folder = store.folder(job_id)
         reference, kind = (image, "image") if image is not None else (video, "video")
@@ -390,7 +330,7 @@ def _add_submit_route(app: FastAPI, store: JobStore, defaults: dict, limits: Lim
                 await _save(a, folder, f"person{i + 1}{Path(a.filename or '.wav').suffix or '.wav'}", limits)
                 for i, a in enumerate(audio)
             ]
-            _check_job(spec, reference_path, kind == "video", audio_paths, limits)
+            _check_job(spec, reference_path, kind == "video", audio_paths, limits, buckets)
         except MultiTalkInputError as err:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(400, _without_paths(str(err), folder, store.root)) from None

@@ -1,6 +1,6 @@
 """Person boxes from faces, for photos given without ``bbox`` (``--auto-boxes``).
 
-OpenCV's frontal-face Haar cascade (its model file ships inside the ``opencv-python-headless``
+OpenCV's frontal-face Haar cascade (its model file ships inside the ``opencv-python``
 wheel, so nothing is downloaded): one box per face, grown to head and shoulders, people ordered
 left to right as the voices are. Without the flag the official rule holds (no boxes: the left
 and right halves), so results stay the official ones for the same input.

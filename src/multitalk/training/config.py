@@ -38,6 +38,9 @@ class DataConfig:
     size: int = 64  # frame width and height of the training clips (square)
     clips_per_sample: int = 1  # dit: clips spread over each sample video
     motion_frames: int = 0  # dit: also encode each clip as a streaming continuation with this many given frames
+    variant: str = "multitalk"  # dit: the clip scheme the model learns, saved with it: multitalk (a
+    # continuation gets its motion frames as given frames in the condition) or infinitetalk (only frame 0 is
+    # marked as given; the motion frames' latents, on a first clip the reference's one latent, go in clean)
     cache: str | None = None  # dit: folder of encoded clips (default: the run folder's cache/); stages may share one
 
 
@@ -142,6 +145,8 @@ class TrainConfig:
         for name in ("i2v_share", "audio_dropout", "text_dropout", "image_dropout", "motion_share"):
             if not 0 <= getattr(self.loss, name) <= 1:
                 raise MultiTalkInputError(f"loss.{name} must lie in [0, 1], got {getattr(self.loss, name)}")
+        if self.data.variant not in ("multitalk", "infinitetalk"):
+            raise MultiTalkInputError(f"data.variant must be multitalk or infinitetalk, got {self.data.variant!r}")
         if self.loss.motion_share and not 1 <= self.data.motion_frames < self.data.frames:
             raise MultiTalkInputError(f"loss.motion_share needs data.motion_frames in 1..{self.data.frames - 1}")
 

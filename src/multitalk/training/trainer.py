@@ -48,12 +48,20 @@ def model_condition(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def predict_velocity(
-    model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor, use_audio: bool
+    model,
+    batch: dict[str, torch.Tensor],
+    sigmas: torch.Tensor,
+    noise: torch.Tensor,
+    use_audio: bool,
+    clean_frames: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The clips' latents noised to ``sigmas`` and the model's velocity for them (both ``B, C, T, h, w``);
-    without audio the model gets one all-zero stream, the sampler's "no audio"."""
+    without audio the model gets one all-zero stream, the sampler's "no audio". ``clean_frames``: the first
+    latent frames go in without noise, as InfiniteTalk's sampler writes its motion latents."""
     s = sigmas.view(-1, 1, 1, 1, 1)
     noisy = (1 - s) * batch["latents"] + s * noise
+    if clean_frames:
+        noisy = torch.cat([batch["latents"][:, :, :clean_frames], noisy[:, :, clean_frames:]], dim=2)
     audio = batch["audio"] if use_audio else torch.zeros_like(batch["audio"][:, :1])  # no audio: one zero stream
     pred = model(
         hidden_states=torch.cat([noisy, model_condition(model, batch)], dim=1),
@@ -67,11 +75,17 @@ def predict_velocity(
 
 
 def velocity_error(
-    model, batch: dict[str, torch.Tensor], sigmas: torch.Tensor, noise: torch.Tensor, use_audio: bool
+    model,
+    batch: dict[str, torch.Tensor],
+    sigmas: torch.Tensor,
+    noise: torch.Tensor,
+    use_audio: bool,
+    clean_frames: int = 0,
 ) -> torch.Tensor:
-    """Squared error ``B, C, T, h, w`` of the predicted velocity against the true ``noise − x0``."""
-    _, pred = predict_velocity(model, batch, sigmas, noise, use_audio)
-    return (pred.float() - (noise - batch["latents"]).float()) ** 2
+    """Squared error ``B, C, T', h, w`` of the predicted velocity against the true ``noise − x0``, on the
+    latent frames that were noised (the ``clean_frames`` given ones have nothing to predict)."""
+    _, pred = predict_velocity(model, batch, sigmas, noise, use_audio, clean_frames)
+    return (pred.float() - (noise - batch["latents"]).float())[:, :, clean_frames:] ** 2
 
 
 def flow_matching_loss(
@@ -82,6 +96,7 @@ def flow_matching_loss(
     use_audio: bool,
     mouth_weight: float = 0.0,
     mover_weight: float = 0.0,
+    clean_frames: int = 0,
 ) -> torch.Tensor:
     """Mean ``velocity_error``, some latent cells counting more.
 
@@ -91,9 +106,10 @@ def flow_matching_loss(
     person crosses (``batch["movers"]``): a walk moves a few pixels in a training clip, and it is
     what the prompt's action words are about.
     """
-    error = velocity_error(model, batch, sigmas, noise, use_audio)  # B, C, T, h, w
+    error = velocity_error(model, batch, sigmas, noise, use_audio, clean_frames)  # B, C, T', h, w
     if mouth_weight or mover_weight:
-        error = error * (1 + mouth_weight * batch["mouths"][:, None] + mover_weight * batch["movers"][:, None])
+        mouths, movers = batch["mouths"][:, None, clean_frames:], batch["movers"][:, None, clean_frames:]
+        error = error * (1 + mouth_weight * mouths + mover_weight * movers)
     return error.mean()
 
 
@@ -236,6 +252,12 @@ class Trainer(TrainingLoop):
     def __init__(self, config: TrainConfig, progress: bool = True):
         super().__init__(config, progress)
         self.pipe = self._initial_pipeline()
+        if config.data.variant != self.pipe.config.get("variant", "multitalk"):
+            self.pipe.set_variant(config.data.variant)  # saved with the model: it samples the way it learned
+            if config.data.motion_frames:
+                self.pipe.register_to_config(
+                    sampling={**self.pipe.config.sampling, "motion_frames": config.data.motion_frames}
+                )
         model = self.pipe.transformer
         if not Path(config.init.model).is_dir() or model.config.trained_frames is not None:
             # a model started here knows the longest clips it was trained on, so that sampling longer
@@ -297,6 +319,12 @@ class Trainer(TrainingLoop):
         config = self.config
         kind = batch_kind(self.rng, config)
         motion = self.rng.random() < config.loss.motion_share
+        clean = 0
+        if config.data.variant == "infinitetalk":
+            # InfiniteTalk's clips: the reference frame alone marked as given (the image condition), and the
+            # motion frames' latents (a first clip: the reference's one latent) put clean into the input
+            clean = (config.data.motion_frames - 1) // 4 + 1 if motion else 1
+            motion = False
         batch = self.clips.batch(self.rng, config.optim.batch_size, motion=motion)
         if (
             config.loss.image_dropout and self.rng.random() < config.loss.image_dropout
@@ -319,6 +347,7 @@ class Trainer(TrainingLoop):
                 kind == "audio",
                 config.loss.mouth_weight,
                 config.loss.mover_weight,
+                clean,
             )
         self.accelerator.backward(loss)
         self.optimizer.step()

@@ -17,6 +17,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 ORDER = [
     "step_time",
     "load_time",
+    "clip_memory",
     "gpu",
     "generate",
     "serve_load",

@@ -1,8 +1,10 @@
 """InfiniteTalk: the variant switch, its clip scheme (checked on the transformer's inputs), video input."""
 
 import json
+import math
 import shutil
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +314,23 @@ def test_shot_cuts_are_found_where_the_picture_changes(tmp_path, capsys):
     argv = ["generate", "--image", str(tmp_path / "ref.png"), "--audio", str(tmp_path / "a.wav"), "--prompt", "p"]
     assert main([*argv, "--scenes", "-o", str(tmp_path / "o.mp4")]) == 2
     assert "--scenes cuts a video" in capsys.readouterr().err
+
+
+def test_scenes_dubs_a_video_with_a_cut_shot_by_shot(tmp_path):
+    pytest.importorskip("scenedetect", reason="PySceneDetect is not installed (pip install 'multitalk[scenes]')")
+    pytest.importorskip("cv2", reason="OpenCV is not installed or lacks libGL (apt install libgl1)")
+    from multitalk.media import detect_shots, probe
+
+    source = read_video_frames("examples/dub/source.mp4")
+    frames = np.stack([source[i] for i in range(len(source))])
+    frames[40:] = 255 - frames[40:]  # the example's video with a cut at 1.6 s
+    write_video(tmp_path / "cut.mp4", frames, 25)
+    assert detect_shots(tmp_path / "cut.mp4") == [40]
+    spec = json.loads(open("examples/dub.json").read())
+    spec["cond_video"] = str(tmp_path / "cut.mp4")
+    spec["cond_audio"] = {k: str(Path(v).resolve()) for k, v in spec["cond_audio"].items()}
+    (tmp_path / "cut.json").write_text(json.dumps(spec))
+    argv = ["generate", str(tmp_path / "cut.json"), "--scenes", "--steps", "1", "--quiet"]
+    assert main([*argv, "-o", str(tmp_path / "dubbed.mp4")]) == 0
+    voice = read_audio("examples/dub/person1.wav")
+    assert probe(tmp_path / "dubbed.mp4")["video"]["frames"] == math.ceil(voice.size / 640)

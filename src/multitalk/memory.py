@@ -27,7 +27,7 @@ FP8_SKIP = ("patch_embedding", "condition_embedder", "norm", "proj_out", "scale_
 
 # Peak host memory one clip adds per output pixel and frame, beyond the weights: the decoded clip
 # in float32, its colour-corrected copy and the uint8 frames. Measured with
-# `python benchmarks/clip_memory.py` (about 90-110 bytes at 256² and 512²); rounded up.
+# `python benchmarks/clip_memory.py` (docs/benchmarks.md); rounded up.
 CLIP_BYTES_PER_PIXEL_FRAME = 128
 VIDEO_BYTES_PER_PIXEL_FRAME = 3  # the finished video's uint8 frames, kept until it is written
 

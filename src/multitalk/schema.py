@@ -110,21 +110,6 @@ class Settings(BaseModel):
         return value
 
 
-class InputFile(BaseModel):
-    """The official input JSON. Fields it does not know are left alone (the official files carry
-    their own extras); the ones it knows must be what they claim."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
-    cond_image: str | None = None
-    cond_video: str | None = None
-    cond_audio: dict[PersonKey, str] | None = None
-    audio_type: Literal["para", "add"] = "para"
-    bbox: dict[PersonKey, Box] | None = None
-    tts_audio: TextToSpeech | None = None
-
-
 class TextToSpeech(BaseModel):
     """The official ``tts_audio`` form: turns marked ``(s1)``, ``(s2)``, ... and a voice per speaker."""
 
@@ -141,7 +126,19 @@ class TextToSpeech(BaseModel):
     human8_voice: str | None = None
 
 
-InputFile.model_rebuild()
+class InputFile(BaseModel):
+    """The official input JSON. Fields it does not know are left alone (the official files carry
+    their own extras); the ones it knows must be what they claim."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    cond_image: str | None = None
+    cond_video: str | None = None
+    cond_audio: dict[PersonKey, str] | None = None
+    audio_type: Literal["para", "add"] = "para"
+    bbox: dict[PersonKey, Box] | None = None
+    tts_audio: TextToSpeech | None = None
 
 
 class JobRequest(BaseModel):
